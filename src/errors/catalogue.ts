@@ -1,0 +1,208 @@
+/**
+ * Every failure the proxy can report, in one place. A stage ends a request by throwing a
+ * GatewayError; the fault writer turns it into a SOAP 1.1 or 1.2 fault. `detail` names the
+ * fault element declared in the WSDL, so generated clients can catch the fault by type.
+ */
+
+export type FaultSide = 'Sender' | 'Receiver';
+
+/** Fault elements declared in schemas/symphony.xsd. */
+export type FaultElement =
+  | 'UnknownConnectionFault'
+  | 'UnknownSessionFault'
+  | 'NotOwnerFault'
+  | 'InvalidArgumentFault'
+  | 'AuthenticationFault'
+  | 'GridUnavailableFault';
+
+interface CatalogueEntry {
+  /** HTTP status for SOAP 1.2; SOAP 1.1 faults always use 500 (WS-I BP R1126) unless transport-level. */
+  status: number;
+  side: FaultSide;
+  detail?: FaultElement;
+  retryable: boolean;
+  /** Transport-level refusals keep their status under SOAP 1.1 too (413, 415, 405). */
+  transport?: boolean;
+  /** What the client should do next; appended to the fault string. */
+  hint: string;
+}
+
+export const CATALOGUE = {
+  SSP_METHOD_NOT_ALLOWED: {
+    status: 405,
+    side: 'Sender',
+    retryable: false,
+    transport: true,
+    hint: 'POST the SOAP envelope; GET ?wsdl returns the contract',
+  },
+  SSP_BODY_TOO_LARGE: {
+    status: 413,
+    side: 'Sender',
+    retryable: false,
+    transport: true,
+    hint: 'split the work into smaller requests (for example smaller sendTaskInputBatch calls)',
+  },
+  SSP_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    side: 'Sender',
+    retryable: false,
+    transport: true,
+    hint: 'use text/xml for SOAP 1.1 or application/soap+xml for SOAP 1.2',
+  },
+  SSP_MALFORMED_XML: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'send a well-formed UTF-8 SOAP envelope',
+  },
+  SSP_FORBIDDEN_XML: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'remove DOCTYPE declarations, processing instructions and comments',
+  },
+  SSP_XML_LIMIT: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'reduce nesting, attributes or size; see the limits section of the README',
+  },
+  SSP_NOT_SOAP: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'the root must be a SOAP 1.1 or 1.2 Envelope with one Body element',
+  },
+  SSP_VERSION_MISMATCH: {
+    status: 500,
+    side: 'Sender',
+    retryable: false,
+    hint: 'the envelope namespace does not match the content type',
+  },
+  SSP_UNKNOWN_OPERATION: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'the Body element must be one of the operations in the WSDL (GET ?wsdl)',
+  },
+  SSP_ACTION_MISMATCH: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'the SOAPAction must be empty or match the operation of the Body element',
+  },
+  SSP_INVALID_ARGUMENT: {
+    status: 400,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'correct the request so that it matches the WSDL and schema',
+  },
+  SSP_UNKNOWN_CLUSTER: {
+    status: 400,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'use a clusterURL listed in the proxy configuration, or omit it for the default cluster',
+  },
+  SSP_UNKNOWN_APPLICATION: {
+    status: 400,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'use an application name defined on the grid',
+  },
+  SSP_SESSION_NOT_DETACHED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'openSession only re-attaches sessions closed with DetachOnClose',
+  },
+  SSP_UNKNOWN_CONNECTION: {
+    status: 400,
+    side: 'Sender',
+    detail: 'UnknownConnectionFault',
+    retryable: false,
+    hint: 'connect again to obtain a new connection id',
+  },
+  SSP_UNKNOWN_SESSION: {
+    status: 400,
+    side: 'Sender',
+    detail: 'UnknownSessionFault',
+    retryable: false,
+    hint: 'create a new session, or openSession if it was detached',
+  },
+  SSP_NOT_OWNER: {
+    status: 403,
+    side: 'Sender',
+    detail: 'NotOwnerFault',
+    retryable: false,
+    hint: 'only the consumer that created a connection or session may use it',
+  },
+  SSP_GRID_AUTHENTICATION: {
+    status: 403,
+    side: 'Sender',
+    detail: 'AuthenticationFault',
+    retryable: false,
+    hint: 'check the grid user name and password',
+  },
+  SSP_GRID_UNAVAILABLE: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'GridUnavailableFault',
+    retryable: true,
+    hint: 'retry after the indicated delay',
+  },
+  SSP_GRID_TIMEOUT: {
+    status: 504,
+    side: 'Receiver',
+    detail: 'GridUnavailableFault',
+    retryable: true,
+    hint: 'the grid did not answer in time; retry after the indicated delay',
+  },
+  SSP_GRID_BUSY: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'GridUnavailableFault',
+    retryable: true,
+    hint: 'the grid is at its in-flight limit; retry after the indicated delay',
+  },
+  SSP_INTERNAL: {
+    status: 500,
+    side: 'Receiver',
+    retryable: false,
+    hint: 'quote the correlation id to the operators',
+  },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCodeName = keyof typeof CATALOGUE;
+
+export class GatewayError extends Error {
+  readonly code: ErrorCodeName;
+  readonly status: number;
+  readonly side: FaultSide;
+  readonly detail: FaultElement | undefined;
+  readonly retryable: boolean;
+  readonly transport: boolean;
+  readonly hint: string;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCodeName, message: string, opts: { retryAfterSeconds?: number; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    const entry: CatalogueEntry = CATALOGUE[code];
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = entry.status;
+    this.side = entry.side;
+    this.detail = entry.detail;
+    this.retryable = entry.retryable;
+    this.transport = entry.transport ?? false;
+    this.hint = entry.hint;
+    this.retryAfterSeconds = opts.retryAfterSeconds ?? (entry.retryable ? 1 : undefined);
+  }
+}
+
+export function isGatewayError(e: unknown): e is GatewayError {
+  return e instanceof GatewayError;
+}
