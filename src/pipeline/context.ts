@@ -1,0 +1,43 @@
+/** The one object that flows through the stages. Stages communicate only through it. */
+import type { IncomingMessage } from 'node:http';
+import type { Decoded } from '../soap/schema';
+import type { SoapVersion } from '../soap/envelope';
+import type { OperationInfo } from '../soap/wsdl';
+import type { XmlElement } from '../soap/xml';
+
+export interface Consumer {
+  /** Stable consumer id used for ownership, limits and audit. */
+  id: string;
+  /** How the identity was established. */
+  via: 'anonymous' | 'certificate';
+}
+
+export interface RequestContext {
+  readonly correlationId: string;
+  readonly startedAt: number;
+  readonly req: IncomingMessage;
+  /** Chosen from the Content-Type as soon as it is read, so faults match the request. */
+  soapVersion: SoapVersion;
+  raw: Buffer | null;
+  header: XmlElement | null;
+  payload: XmlElement | null;
+  operation: OperationInfo | null;
+  args: Decoded | null;
+  consumer: Consumer | null;
+  /** The operation's response value, encoded by the respond stage. */
+  result: unknown;
+  /** Serialized response envelope. */
+  response: string | null;
+  /** Milliseconds spent waiting for the grid. */
+  gridMs: number;
+}
+
+export type Stage = (ctx: RequestContext, next: () => Promise<void>) => Promise<void>;
+
+/** Runs stages in their fixed order; each may act before and after the rest. */
+export function compose(stages: Stage[]): (ctx: RequestContext) => Promise<void> {
+  return (ctx) => {
+    const run = (i: number): Promise<void> => (i < stages.length ? stages[i]!(ctx, () => run(i + 1)) : Promise.resolve());
+    return run(0);
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The SOAP listener. Plain node:http rather than express on this path: the pipeline owns
+ * routing, body reading and error rendering, and the bench shows the difference (README).
+ */
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { GatewayError, isGatewayError } from '../errors/catalogue';
+import { log } from '../log';
+import type { RequestContext } from '../pipeline/context';
+import { CONTENT_TYPE, renderFault } from '../soap/envelope';
+import type { WsdlDocuments } from './wsdl-serving';
+
+export interface SoapServerOptions {
+  path: string;
+  publicUrl?: string;
+  keepAliveTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+export function createSoapServer(
+  opts: SoapServerOptions,
+  run: (ctx: RequestContext) => Promise<void>,
+  docs: WsdlDocuments,
+): http.Server {
+  const server = http.createServer((req, res) => {
+    const q = req.url!.indexOf('?');
+    const path = q < 0 ? req.url! : req.url!.slice(0, q);
+    const query = q < 0 ? '' : req.url!.slice(q + 1);
+    if (path !== opts.path) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`no service here; the SOAP endpoint is ${opts.path}\n`);
+      return;
+    }
+    if (req.method === 'GET' && query !== '') {
+      serveDocument(req, res, query, opts, docs);
+      return;
+    }
+    void handle(req, res, run);
+  });
+  server.keepAliveTimeout = opts.keepAliveTimeoutMs;
+  server.requestTimeout = opts.requestTimeoutMs;
+  return server;
+}
+
+function endpointUrl(req: IncomingMessage, opts: SoapServerOptions): string {
+  if (opts.publicUrl) return opts.publicUrl;
+  const host = req.headers.host ?? 'localhost';
+  return `http://${host}${opts.path}`;
+}
+
+function serveDocument(
+  req: IncomingMessage,
+  res: ServerResponse,
+  query: string,
+  opts: SoapServerOptions,
+  docs: WsdlDocuments,
+): void {
+  const params = new URLSearchParams(query);
+  if (params.has('wsdl') || params.has('WSDL')) {
+    res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(docs.wsdl(endpointUrl(req, opts)));
+    return;
+  }
+  const xsd = params.get('xsd');
+  const text = xsd ? docs.xsd(xsd) : undefined;
+  if (text) {
+    res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(text);
+    return;
+  }
+  res.writeHead(404, { 'content-type': 'text/plain' }).end('ask for ?wsdl or ?xsd=symphony.xsd\n');
+}
+
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  run: (ctx: RequestContext) => Promise<void>,
+): Promise<void> {
+  const ctx: RequestContext = {
+    correlationId: randomBytes(8).toString('hex'),
+    startedAt: performance.now(),
+    req,
+    soapVersion: '1.1',
+    raw: null,
+    header: null,
+    payload: null,
+    operation: null,
+    args: null,
+    consumer: null,
+    result: undefined,
+    response: null,
+    gridMs: 0,
+  };
+  try {
+    await run(ctx);
+    res.writeHead(200, {
+      'content-type': CONTENT_TYPE[ctx.soapVersion],
+      'x-correlation-id': ctx.correlationId,
+    });
+    res.end(ctx.response);
+  } catch (e) {
+    const err = isGatewayError(e) ? e : new GatewayError('SSP_INTERNAL', 'internal error', { cause: e });
+    if (err.code === 'SSP_INTERNAL') {
+      log.error('request failed', {
+        correlationId: ctx.correlationId,
+        operation: ctx.operation?.name,
+        error: e instanceof Error ? e.stack : String(e),
+      });
+    }
+    const fault = renderFault(err, ctx.soapVersion, ctx.correlationId);
+    fault.headers['x-correlation-id'] = ctx.correlationId;
+    // A body we stopped reading must not be parsed as the next request on this socket.
+    if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) fault.headers['connection'] = 'close';
+    res.writeHead(fault.status, fault.headers);
+    res.end(fault.body);
+  }
+}

@@ -1,0 +1,60 @@
+/** TypeScript shapes of the decoded request elements of schemas/symphony.xsd. */
+
+export interface PayloadValue {
+  xml?: string;
+  text?: string;
+  binary?: Buffer;
+}
+
+export interface ConnectArgs {
+  clusterURL?: string;
+  applicationName: string;
+  username: string;
+  password: string;
+}
+export interface ConnectionIdArgs {
+  connectionId: string;
+}
+export interface CreateSessionArgs {
+  connectionId: string;
+  sessionCreationAttributes?: {
+    name?: string;
+    type?: string;
+    flags?: number;
+    tag?: string;
+    priority?: number;
+    compressionEnable?: boolean;
+    dataCompressionFlag?: number;
+    threshold?: number;
+    directDataTransferEnable?: boolean;
+  };
+}
+export interface OpenSessionArgs {
+  connectionId: string;
+  sessionId: string;
+}
+export interface CloseSessionArgs {
+  sessionId: string;
+  closeFlags?: 'DestroyOnClose' | 'DetachOnClose';
+}
+export interface SessionIdArgs {
+  sessionId: string;
+}
+export interface TaskSubmissionAttributes {
+  tag?: string;
+  taskPriority?: number;
+  taskInput: PayloadValue;
+}
+export interface SendTaskInputArgs {
+  sessionId: string;
+  taskSubmissionAttributes: TaskSubmissionAttributes;
+}
+export interface SendTaskInputBatchArgs {
+  sessionId: string;
+  taskSubmissionAttributes: TaskSubmissionAttributes[];
+}
+export interface FetchTaskOutputArgs {
+  sessionId: string;
+  countMax: number;
+  timeoutMillis?: number;
+}

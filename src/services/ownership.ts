@@ -1,0 +1,22 @@
+/** Looks up a connection or session record and checks that the caller owns it. */
+import { GatewayError } from '../errors/catalogue';
+import type { RequestContext } from '../pipeline/context';
+import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
+
+export async function ownedConnection(store: StateStore, ctx: RequestContext, id: string): Promise<ConnectionRecord> {
+  const rec = await store.getConnection(id);
+  if (!rec) throw new GatewayError('SSP_UNKNOWN_CONNECTION', `connection ${id} is unknown or closed`);
+  if (rec.owner !== ctx.consumer!.id) {
+    throw new GatewayError('SSP_NOT_OWNER', `connection ${id} belongs to another consumer`);
+  }
+  return rec;
+}
+
+export async function ownedSession(store: StateStore, ctx: RequestContext, id: string): Promise<SessionRecord> {
+  const rec = await store.getSession(id);
+  if (!rec) throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${id} is unknown or closed`);
+  if (rec.owner !== ctx.consumer!.id) {
+    throw new GatewayError('SSP_NOT_OWNER', `session ${id} belongs to another consumer`);
+  }
+  return rec;
+}

@@ -1,0 +1,83 @@
+/** Session port type: createSession, openSession, closeSession, getSessionStatus. */
+import { CloseMode, SessionState } from '../backend/protocol';
+import { GatewayError } from '../errors/catalogue';
+import type { Handler } from '../stages/dispatch';
+import type { ServiceDeps } from './deps';
+import type { CloseSessionArgs, CreateSessionArgs, OpenSessionArgs, SessionIdArgs } from './messages';
+import { ownedConnection, ownedSession } from './ownership';
+
+const STATE_NAMES: Partial<Record<SessionState, string>> = {
+  [SessionState.OPEN]: 'Open',
+  [SessionState.DETACHED]: 'Detached',
+};
+
+export function sessionService({ router, store }: ServiceDeps): Record<string, Handler> {
+  return {
+    async createSession(args: CreateSessionArgs, ctx) {
+      const conn = await ownedConnection(store, ctx, args.connectionId);
+      const reply = await router.call(ctx, conn.cluster, 'createSession', {
+        connectionId: args.connectionId,
+        attributes: args.sessionCreationAttributes ?? {},
+      });
+      await store.putSession(reply.sessionId, {
+        cluster: conn.cluster,
+        owner: ctx.consumer!.id,
+        connectionId: args.connectionId,
+      });
+      return { sessionId: reply.sessionId };
+    },
+
+    async openSession(args: OpenSessionArgs, ctx) {
+      const conn = await ownedConnection(store, ctx, args.connectionId);
+      const prev = await store.getSession(args.sessionId);
+      if (prev && prev.owner !== ctx.consumer!.id) {
+        throw new GatewayError('SSP_NOT_OWNER', `session ${args.sessionId} belongs to another consumer`);
+      }
+      if (prev && prev.cluster !== conn.cluster) {
+        throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${args.sessionId} is not on this connection's cluster`);
+      }
+      const reply = await router.call(ctx, conn.cluster, 'openSession', {
+        connectionId: args.connectionId,
+        sessionId: args.sessionId,
+      });
+      await store.putSession(reply.sessionId, {
+        cluster: conn.cluster,
+        owner: ctx.consumer!.id,
+        connectionId: args.connectionId,
+      });
+      return { sessionId: reply.sessionId };
+    },
+
+    async closeSession(args: CloseSessionArgs, ctx) {
+      const rec = await ownedSession(store, ctx, args.sessionId);
+      const mode = args.closeFlags === 'DetachOnClose' ? CloseMode.DETACH : CloseMode.DESTROY;
+      try {
+        await router.call(ctx, rec.cluster, 'closeSession', { sessionId: args.sessionId, mode });
+      } catch (e) {
+        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION') await store.deleteSession(args.sessionId);
+        throw e;
+      }
+      // A detached session keeps its record so that its owner can openSession it later.
+      if (mode === CloseMode.DESTROY) await store.deleteSession(args.sessionId);
+      return {};
+    },
+
+    async getSessionStatus(args: SessionIdArgs, ctx) {
+      const rec = await ownedSession(store, ctx, args.sessionId);
+      const s = await router.call(ctx, rec.cluster, 'sessionStatus', { sessionId: args.sessionId });
+      return {
+        sessionStatus: {
+          sessionId: s.sessionId,
+          state: STATE_NAMES[s.state] ?? 'Open',
+          name: s.name || undefined,
+          priority: s.priority || undefined,
+          pendingTasks: s.pending,
+          runningTasks: s.running,
+          doneTasks: s.done,
+          failedTasks: s.failed,
+          outputsReady: s.outputsReady,
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,27 @@
+/** Hardened parse of the envelope; nothing else touches the request bytes before this. */
+import { GatewayError } from '../errors/catalogue';
+import type { Stage } from '../pipeline/context';
+import { readEnvelope } from '../soap/envelope';
+import { parseXml, XmlRejected, type XmlLimits } from '../soap/xml';
+
+const REJECTION_CODE = {
+  malformed: 'SSP_MALFORMED_XML',
+  forbidden: 'SSP_FORBIDDEN_XML',
+  limit: 'SSP_XML_LIMIT',
+} as const;
+
+export function parse(limits: XmlLimits): Stage {
+  return async (ctx, next) => {
+    let root;
+    try {
+      root = parseXml(ctx.raw!.toString('utf8'), limits);
+    } catch (e) {
+      if (e instanceof XmlRejected) throw new GatewayError(REJECTION_CODE[e.kind], e.message);
+      throw e;
+    }
+    const parts = readEnvelope(root, ctx.soapVersion);
+    ctx.header = parts.header;
+    ctx.payload = parts.payload;
+    await next();
+  };
+}
