@@ -39,7 +39,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const clusters = [...config.grid.clusters];
   if (config.grid.embedded) {
     const secret = randomBytes(24).toString('hex');
-    grid = await spawnGrid(['--host', '127.0.0.1', '--port', '0'], { ...process.env, GRID_SHARED_SECRET: secret });
+    grid = await spawnGrid(['--host', '127.0.0.1', '--port', '0'], {
+      ...process.env,
+      GRID_SHARED_SECRET: secret,
+    });
     log.info('embedded reference grid started', { address: grid.address, pid: grid.child.pid });
     clusters.unshift({
       name: config.grid.defaultCluster,

@@ -55,7 +55,9 @@ async function main(): Promise<void> {
       await import('./grid/main.js');
       return;
     default:
-      console.error('usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE]');
+      console.error(
+        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE]',
+      );
       process.exit(2);
   }
 }

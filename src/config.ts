@@ -9,9 +9,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
 
-const address = z
-  .string()
-  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
+const address = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
 
 const cluster = z.object({
   name: z.string().min(1),
@@ -138,7 +136,11 @@ export function parseConfig(input: unknown): ProxyConfig {
   throw new ConfigError(r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
 }
 
-export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env, base: Tree = {}): ProxyConfig {
+export function loadConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  base: Tree = {},
+): ProxyConfig {
   let tree: Tree = structuredClone(base);
   if (file) {
     let text: string;

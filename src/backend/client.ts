@@ -114,7 +114,10 @@ class GridConnection extends EventEmitter {
     this.socket = socket;
     const reader = new FrameReader();
     let handshaken = false;
-    const connectTimer = setTimeout(() => socket.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
+    const connectTimer = setTimeout(
+      () => socket.destroy(new Error('connect timeout')),
+      this.opts.connectTimeoutMs,
+    );
 
     socket.on('data', (chunk: Buffer) => {
       this.lastHeard = Date.now();
@@ -126,7 +129,14 @@ class GridConnection extends EventEmitter {
         return;
       }
       for (const bytes of frames) {
-        const frame = decodeGridFrame(bytes);
+        let frame: GridFrame;
+        try {
+          frame = decodeGridFrame(bytes);
+        } catch (e) {
+          // A frame we cannot decode means the stream is out of step: drop this socket only.
+          socket.destroy(e as Error);
+          return;
+        }
         if (!handshaken) {
           if (frame.serverHello) {
             this.maxInFlight = frame.serverHello.maxInFlight || 1024;
@@ -195,7 +205,9 @@ class GridConnection extends EventEmitter {
       const field = REPLY_FIELD[p.op];
       const kind = bodyKind(frame);
       if (kind !== field) {
-        p.reject(new GridCallError('grid', ErrorCode.PROTOCOL, `expected ${field} reply, got ${kind}`, false));
+        p.reject(
+          new GridCallError('grid', ErrorCode.PROTOCOL, `expected ${field} reply, got ${kind}`, false),
+        );
       } else {
         p.resolve((frame as unknown as Record<string, unknown>)[field] ?? {});
       }
@@ -243,7 +255,12 @@ class GridConnection extends EventEmitter {
       if (p.deadline <= now) {
         this.pending.delete(id);
         p.reject(
-          new GridCallError('timeout', ErrorCode.ERROR_UNSPECIFIED, `grid ${this.opts.name} did not answer in time`, true),
+          new GridCallError(
+            'timeout',
+            ErrorCode.ERROR_UNSPECIFIED,
+            `grid ${this.opts.name} did not answer in time`,
+            true,
+          ),
         );
       }
     }
@@ -302,7 +319,14 @@ export class GridClient extends EventEmitter {
       const conn = this.pick();
       if (conn && this.queue.length === this.queueHead) conn.send(q);
       else if (this.queue.length - this.queueHead >= this.opts.maxQueued) {
-        reject(new GridCallError('busy', ErrorCode.BUSY, `too many calls waiting for grid ${this.opts.name}`, true));
+        reject(
+          new GridCallError(
+            'busy',
+            ErrorCode.BUSY,
+            `too many calls waiting for grid ${this.opts.name}`,
+            true,
+          ),
+        );
       } else this.queue.push(q);
     });
   }
@@ -361,7 +385,9 @@ export class GridClient extends EventEmitter {
     clearInterval(this.sweeper);
     for (const c of this.conns) c.close();
     for (let i = this.queueHead; i < this.queue.length; i++) {
-      this.queue[i]!.reject(new GridCallError('unavailable', ErrorCode.ERROR_UNSPECIFIED, 'client closed', true));
+      this.queue[i]!.reject(
+        new GridCallError('unavailable', ErrorCode.ERROR_UNSPECIFIED, 'client closed', true),
+      );
     }
     this.queue.length = 0;
     this.queueHead = 0;

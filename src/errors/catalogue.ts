@@ -188,7 +188,11 @@ export class GatewayError extends Error {
   readonly hint: string;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCodeName, message: string, opts: { retryAfterSeconds?: number; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCodeName,
+    message: string,
+    opts: { retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     const entry: CatalogueEntry = CATALOGUE[code];
     this.name = 'GatewayError';

@@ -52,7 +52,11 @@ const gridConfigSchema = z.strictObject({
       const seen = new Set<string>();
       apps.forEach((app, i) => {
         if (seen.has(app.name)) {
-          ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate application name "${app.name}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'name'],
+            message: `duplicate application name "${app.name}"`,
+          });
         }
         seen.add(app.name);
       });

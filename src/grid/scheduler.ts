@@ -272,7 +272,10 @@ export class AppScheduler {
     const maxTasks =
       this.avgTaskMs === undefined
         ? 1
-        : Math.max(1, Math.min(MAX_BATCH_TASKS, Math.floor(BATCH_TARGET_MS / Math.max(this.avgTaskMs, 1e-3))));
+        : Math.max(
+            1,
+            Math.min(MAX_BATCH_TASKS, Math.floor(BATCH_TARGET_MS / Math.max(this.avgTaskMs, 1e-3))),
+          );
     const tasks: Task[] = [];
     let bytes = 0;
     let isolated = false;
@@ -370,7 +373,8 @@ export class AppScheduler {
     if (this.closing) return;
 
     const unfinished: Task[] = [];
-    for (const b of slot.outstanding) for (let i = b.done; i < b.tasks.length; i++) unfinished.push(b.tasks[i]!);
+    for (const b of slot.outstanding)
+      for (let i = b.done; i < b.tasks.length; i++) unfinished.push(b.tasks[i]!);
 
     // Blame the task the worker said it was running, or the only candidate. With several
     // candidates and no word from the worker, nobody is blamed: they are re-run one at a time,

@@ -176,7 +176,9 @@ class Peer {
   }
 
   drop(reason: string): void {
-    this.log(`dropping client ${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}: ${reason}`);
+    this.log(
+      `dropping client ${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}: ${reason}`,
+    );
     this.socket.destroy();
   }
 
@@ -208,12 +210,13 @@ class Peer {
     const kind = bodyKind(frame);
     if (!this.authenticated) {
       if (kind === 'hello') this.hello(id, frame.hello!);
-      else this.protocolError(id, `expected hello as the first frame, got ${kind ?? 'a frame without a body'}`);
+      else
+        this.protocolError(id, `expected hello as the first frame, got ${kind ?? 'a frame without a body'}`);
       return;
     }
     if (kind === 'ping') {
-      // id 0 is a fire-and-forget keepalive; receiving it was all that mattered.
-      if (id !== 0) this.writer.send(encodeGridFrame({ id, pong: { seq: frame.ping!.seq } }));
+      // Always answer, id 0 included: the client's liveness check needs traffic on idle sockets.
+      this.writer.send(encodeGridFrame({ id, pong: { seq: frame.ping!.seq } }));
       return;
     }
     if (kind === 'hello') {
@@ -308,9 +311,17 @@ class Peer {
     );
   }
 
+  /** Sends a reply and releases its in-flight slot; never throws. */
   private reply(frame: GridFrame): void {
+    let bytes: Buffer;
+    try {
+      bytes = encodeGridFrame(frame);
+    } catch (err) {
+      this.log(`cannot encode a reply: ${describe(err)}`);
+      bytes = errorFrame(frame.id, new GridError(ErrorCode.INTERNAL, 'the reply could not be encoded'));
+    }
     this.inFlight--;
-    if (!this.socket.destroyed) this.writer.send(encodeGridFrame(frame));
+    if (!this.socket.destroyed) this.writer.send(bytes);
   }
 
   private fail(id: number, err: unknown): void {
@@ -338,12 +349,20 @@ class Peer {
         .digest();
       const proof = hello.proof ?? new Uint8Array(0);
       if (proof.length !== expected.length || !timingSafeEqual(proof, expected)) {
-        this.protocolError(id, 'bad hello proof: HMAC-SHA256(shared secret, nonce || client name) does not match');
+        this.protocolError(
+          id,
+          'bad hello proof: HMAC-SHA256(shared secret, nonce || client name) does not match',
+        );
         return;
       }
     }
     this.authenticated = true;
-    this.writer.send(encodeGridFrame({ id, helloOk: { gridName: this.config.gridName, heartbeatMs: this.config.heartbeatMs } }));
+    this.writer.send(
+      encodeGridFrame({
+        id,
+        helloOk: { gridName: this.config.gridName, heartbeatMs: this.config.heartbeatMs },
+      }),
+    );
   }
 
   /** Reports a PROTOCOL error and closes the socket once the reply (and any before it) is written. */

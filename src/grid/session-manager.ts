@@ -158,7 +158,14 @@ export class Session implements TaskSession {
       const payload = input.payload ?? EMPTY_PAYLOAD;
       ids[i] = id;
       this.queue.push(
-        new Task(this, id, input.priority || DEFAULT_PRIORITY, input.tag ?? '', payload, payloadSize(payload)),
+        new Task(
+          this,
+          id,
+          input.priority || DEFAULT_PRIORITY,
+          input.tag ?? '',
+          payload,
+          payloadSize(payload),
+        ),
       );
     }
     this.app.scheduler.markReady(this);
@@ -297,7 +304,10 @@ export class SessionManager {
       throw new GridError(ErrorCode.UNKNOWN_SESSION, `unknown session "${sessionId}"`);
     }
     if (session.connection) {
-      throw new GridError(ErrorCode.SESSION_NOT_DETACHED, 'session is attached to a connection; detach it first');
+      throw new GridError(
+        ErrorCode.SESSION_NOT_DETACHED,
+        'session is attached to a connection; detach it first',
+      );
     }
     this.attach(session, conn);
     return session.id;
@@ -332,7 +342,8 @@ export class SessionManager {
     if (!session.connection) {
       throw new GridError(ErrorCode.UNKNOWN_SESSION, 'session is detached; openSession first');
     }
-    if (tasks.length === 0) throw new GridError(ErrorCode.INVALID_ARGUMENT, 'sendTasks needs at least one task');
+    if (tasks.length === 0)
+      throw new GridError(ErrorCode.INVALID_ARGUMENT, 'sendTasks needs at least one task');
     return session.submit(tasks);
   }
 

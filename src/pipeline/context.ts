@@ -37,7 +37,8 @@ export type Stage = (ctx: RequestContext, next: () => Promise<void>) => Promise<
 /** Runs stages in their fixed order; each may act before and after the rest. */
 export function compose(stages: Stage[]): (ctx: RequestContext) => Promise<void> {
   return (ctx) => {
-    const run = (i: number): Promise<void> => (i < stages.length ? stages[i]!(ctx, () => run(i + 1)) : Promise.resolve());
+    const run = (i: number): Promise<void> =>
+      i < stages.length ? stages[i]!(ctx, () => run(i + 1)) : Promise.resolve();
     return run(0);
   };
 }

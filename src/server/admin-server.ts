@@ -21,7 +21,11 @@ export function createAdminApp(probes: AdminProbes): express.Express {
   return app;
 }
 
-export function listen(server: http.Server, port: number, host: string): Promise<{ host: string; port: number }> {
+export function listen(
+  server: http.Server,
+  port: number,
+  host: string,
+): Promise<{ host: string; port: number }> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -12,7 +12,11 @@ export interface GridProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function spawnGrid(args: string[] = [], env: NodeJS.ProcessEnv = process.env, timeoutMs = 15000): Promise<GridProcess> {
+export function spawnGrid(
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 15000,
+): Promise<GridProcess> {
   const main = join(__dirname, '..', 'grid', 'main.js');
   const child = spawn(process.execPath, [main, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {

@@ -27,7 +27,9 @@ export function createSoapServer(
     const path = q < 0 ? req.url! : req.url!.slice(0, q);
     const query = q < 0 ? '' : req.url!.slice(q + 1);
     if (path !== opts.path) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(`no service here; the SOAP endpoint is ${opts.path}\n`);
+      res
+        .writeHead(404, { 'content-type': 'text/plain' })
+        .end(`no service here; the SOAP endpoint is ${opts.path}\n`);
       return;
     }
     if (req.method === 'GET' && query !== '') {
@@ -68,13 +70,21 @@ function serveDocument(
   res.writeHead(404, { 'content-type': 'text/plain' }).end('ask for ?wsdl or ?xsd=symphony.xsd\n');
 }
 
+// Unique per process and cheap: a random prefix once, then a counter (randomBytes per call
+// showed up at 7% of proxy CPU in the profile).
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idCounter = 0;
+function nextCorrelationId(): string {
+  return `${ID_PREFIX}-${(++idCounter).toString(36)}`;
+}
+
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   run: (ctx: RequestContext) => Promise<void>,
 ): Promise<void> {
   const ctx: RequestContext = {
-    correlationId: randomBytes(8).toString('hex'),
+    correlationId: nextCorrelationId(),
     startedAt: performance.now(),
     req,
     soapVersion: '1.1',

@@ -74,7 +74,8 @@ export class GridRouter {
 
   client(cluster: string): GridClient {
     const c = this.clients.get(cluster);
-    if (!c) throw new GatewayError('SSP_GRID_UNAVAILABLE', `cluster ${cluster} is not configured on this proxy`);
+    if (!c)
+      throw new GatewayError('SSP_GRID_UNAVAILABLE', `cluster ${cluster} is not configured on this proxy`);
     return c;
   }
 

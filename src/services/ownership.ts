@@ -3,7 +3,11 @@ import { GatewayError } from '../errors/catalogue';
 import type { RequestContext } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
 
-export async function ownedConnection(store: StateStore, ctx: RequestContext, id: string): Promise<ConnectionRecord> {
+export async function ownedConnection(
+  store: StateStore,
+  ctx: RequestContext,
+  id: string,
+): Promise<ConnectionRecord> {
   const rec = await store.getConnection(id);
   if (!rec) throw new GatewayError('SSP_UNKNOWN_CONNECTION', `connection ${id} is unknown or closed`);
   if (rec.owner !== ctx.consumer!.id) {
@@ -12,7 +16,11 @@ export async function ownedConnection(store: StateStore, ctx: RequestContext, id
   return rec;
 }
 
-export async function ownedSession(store: StateStore, ctx: RequestContext, id: string): Promise<SessionRecord> {
+export async function ownedSession(
+  store: StateStore,
+  ctx: RequestContext,
+  id: string,
+): Promise<SessionRecord> {
   const rec = await store.getSession(id);
   if (!rec) throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${id} is unknown or closed`);
   if (rec.owner !== ctx.consumer!.id) {

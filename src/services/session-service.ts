@@ -34,7 +34,10 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
         throw new GatewayError('SSP_NOT_OWNER', `session ${args.sessionId} belongs to another consumer`);
       }
       if (prev && prev.cluster !== conn.cluster) {
-        throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${args.sessionId} is not on this connection's cluster`);
+        throw new GatewayError(
+          'SSP_UNKNOWN_SESSION',
+          `session ${args.sessionId} is not on this connection's cluster`,
+        );
       }
       const reply = await router.call(ctx, conn.cluster, 'openSession', {
         connectionId: args.connectionId,
@@ -54,7 +57,8 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
       try {
         await router.call(ctx, rec.cluster, 'closeSession', { sessionId: args.sessionId, mode });
       } catch (e) {
-        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION') await store.deleteSession(args.sessionId);
+        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION')
+          await store.deleteSession(args.sessionId);
         throw e;
       }
       // A detached session keeps its record so that its owner can openSession it later.

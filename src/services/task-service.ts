@@ -4,12 +4,19 @@ import { GatewayError } from '../errors/catalogue';
 import { parseXml } from '../soap/xml';
 import type { Handler } from '../stages/dispatch';
 import type { ServiceDeps } from './deps';
-import type { FetchTaskOutputArgs, PayloadValue, SendTaskInputArgs, SendTaskInputBatchArgs, TaskSubmissionAttributes } from './messages';
+import type {
+  FetchTaskOutputArgs,
+  PayloadValue,
+  SendTaskInputArgs,
+  SendTaskInputBatchArgs,
+  TaskSubmissionAttributes,
+} from './messages';
 import { ownedSession } from './ownership';
 
 function toTask(t: TaskSubmissionAttributes): TaskInput {
   const p = t.taskInput;
-  const payload: Payload = p.xml !== undefined ? { xml: p.xml } : p.text !== undefined ? { text: p.text } : { binary: p.binary };
+  const payload: Payload =
+    p.xml !== undefined ? { xml: p.xml } : p.text !== undefined ? { text: p.text } : { binary: p.binary };
   return { tag: t.tag ?? '', priority: t.taskPriority ?? 1, payload };
 }
 
@@ -43,7 +50,10 @@ export function taskService({ router, store, maxTasksPerBatch }: ServiceDeps): R
     async sendTaskInputBatch(args: SendTaskInputBatchArgs, ctx) {
       const n = args.taskSubmissionAttributes.length;
       if (n > maxTasksPerBatch) {
-        throw new GatewayError('SSP_INVALID_ARGUMENT', `a batch may hold at most ${maxTasksPerBatch} tasks; this one has ${n}`);
+        throw new GatewayError(
+          'SSP_INVALID_ARGUMENT',
+          `a batch may hold at most ${maxTasksPerBatch} tasks; this one has ${n}`,
+        );
       }
       const rec = await ownedSession(store, ctx, args.sessionId);
       const reply = await router.call(ctx, rec.cluster, 'sendTasks', {
@@ -71,7 +81,8 @@ export function taskService({ router, store, maxTasksPerBatch }: ServiceDeps): R
             taskId: o.taskId,
             tag: o.tag || undefined,
             successful: o.successful && !problem,
-            exception: problem ?? (o.successful ? undefined : o.exception || 'the task failed without a message'),
+            exception:
+              problem ?? (o.successful ? undefined : o.exception || 'the task failed without a message'),
             taskOutput: problem ? undefined : value,
           };
         }),

@@ -36,7 +36,8 @@ export interface EnvelopeParts {
 
 export function readEnvelope(root: XmlElement, version: SoapVersion): EnvelopeParts {
   const ns = version === '1.1' ? SOAP11_NS : SOAP12_NS;
-  if (root.local !== 'Envelope') throw new GatewayError('SSP_NOT_SOAP', 'the root element is not a SOAP Envelope');
+  if (root.local !== 'Envelope')
+    throw new GatewayError('SSP_NOT_SOAP', 'the root element is not a SOAP Envelope');
   if (root.uri !== ns) {
     if (root.uri === SOAP11_NS || root.uri === SOAP12_NS) {
       throw new GatewayError(
@@ -47,7 +48,8 @@ export function readEnvelope(root: XmlElement, version: SoapVersion): EnvelopePa
     throw new GatewayError('SSP_NOT_SOAP', `the Envelope is in namespace '${root.uri}', not SOAP ${version}`);
   }
   for (const c of root.children) {
-    if (typeof c === 'string' && c.trim() !== '') throw new GatewayError('SSP_NOT_SOAP', 'text inside Envelope');
+    if (typeof c === 'string' && c.trim() !== '')
+      throw new GatewayError('SSP_NOT_SOAP', 'text inside Envelope');
   }
   const parts = childElements(root);
   let i = 0;
@@ -91,7 +93,9 @@ export function renderFault(err: GatewayError, version: SoapVersion, correlation
     `<sym:code>${err.code}</sym:code>` +
     `<sym:message>${escapeText(err.message)}</sym:message>` +
     `<sym:retryable>${err.retryable}</sym:retryable>` +
-    (err.retryAfterSeconds !== undefined ? `<sym:retryAfterSeconds>${err.retryAfterSeconds}</sym:retryAfterSeconds>` : '') +
+    (err.retryAfterSeconds !== undefined
+      ? `<sym:retryAfterSeconds>${err.retryAfterSeconds}</sym:retryAfterSeconds>`
+      : '') +
     `<sym:correlationId>${escapeText(correlationId)}</sym:correlationId>` +
     `</sym:${detailName}>`;
   const reason = escapeText(`${err.message} (${err.hint})`);

@@ -19,7 +19,15 @@ import {
 export const XS = 'http://www.w3.org/2001/XMLSchema';
 
 type Builtin = 'string' | 'int' | 'long' | 'boolean' | 'base64Binary' | 'unsignedInt' | 'dateTime';
-const BUILTINS = new Set<string>(['string', 'int', 'long', 'boolean', 'base64Binary', 'unsignedInt', 'dateTime']);
+const BUILTINS = new Set<string>([
+  'string',
+  'int',
+  'long',
+  'boolean',
+  'base64Binary',
+  'unsignedInt',
+  'dateTime',
+]);
 
 interface SimpleType {
   kind: 'simple';
@@ -326,19 +334,32 @@ export class Schema {
     const next = type.content ? this.match(type.content, kids, 0, out, path) : 0;
     if (next < kids.length) {
       const k = kids[next]!;
-      throw bad(path, `unexpected element ${k.local}${k.uri !== this.targetNamespace ? ` in {${k.uri}}` : ''}`);
+      throw bad(
+        path,
+        `unexpected element ${k.local}${k.uri !== this.targetNamespace ? ` in {${k.uri}}` : ''}`,
+      );
     }
     return out;
   }
 
   /** Matches a particle against children from index i; returns the next unconsumed index. */
-  private match(p: Particle, kids: XmlElement[], i: number, out: { [k: string]: Decoded }, path: string): number {
+  private match(
+    p: Particle,
+    kids: XmlElement[],
+    i: number,
+    out: { [k: string]: Decoded },
+    path: string,
+  ): number {
     if (p.kind === 'element') {
       const many = p.max > 1;
       const list: Decoded[] = [];
       let n = 0;
       while (n < p.max && i < kids.length && kids[i]!.local === p.name && kids[i]!.uri === p.ns) {
-        const value = this.decodeValue(kids[i]!, p.type, many ? `${path}/${p.name}[${n + 1}]` : `${path}/${p.name}`);
+        const value = this.decodeValue(
+          kids[i]!,
+          p.type,
+          many ? `${path}/${p.name}[${n + 1}]` : `${path}/${p.name}`,
+        );
         if (many) list.push(value);
         else out[p.name] = value;
         i++;

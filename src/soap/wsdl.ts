@@ -47,7 +47,8 @@ function kids(el: XmlElement, ns: string, local: string): XmlElement[] {
 
 export function loadContract(wsdlPath: string): Contract {
   const root = parseXml(readFileSync(wsdlPath, 'utf8'), undefined, { allowComments: true });
-  if (root.uri !== WSDL_NS || root.local !== 'definitions') throw new Error(`${wsdlPath} is not a WSDL 1.1 file`);
+  if (root.uri !== WSDL_NS || root.local !== 'definitions')
+    throw new Error(`${wsdlPath} is not a WSDL 1.1 file`);
 
   const schemaFiles = new Map<string, string>();
   let schema: Schema | null = null;
@@ -72,7 +73,8 @@ export function loadContract(wsdlPath: string): Contract {
     const element = part && attr(part, 'element');
     if (element) {
       const uri = lookupPrefix(part, element.includes(':') ? element.split(':')[0]! : '');
-      if (uri !== schema.targetNamespace) throw new Error(`message ${attr(m, 'name')} uses a foreign element`);
+      if (uri !== schema.targetNamespace)
+        throw new Error(`message ${attr(m, 'name')} uses a foreign element`);
       messages.set(attr(m, 'name')!, localOf(element));
     }
   }
@@ -87,7 +89,8 @@ export function loadContract(wsdlPath: string): Contract {
       const action = (soapOp && attr(soapOp, 'soapAction')) ?? '';
       const name = attr(op, 'name')!;
       const prev = actions.get(name);
-      if (prev !== undefined && prev !== action) throw new Error(`bindings disagree on the action of ${name}`);
+      if (prev !== undefined && prev !== action)
+        throw new Error(`bindings disagree on the action of ${name}`);
       actions.set(name, action);
     }
   }

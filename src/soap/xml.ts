@@ -56,25 +56,46 @@ export interface ParseOptions {
   allowComments?: boolean;
 }
 
-export function parseXml(
-  text: string,
-  limits: XmlLimits = DEFAULT_XML_LIMITS,
-  opts: ParseOptions = {},
-): XmlElement {
-  const parser = new SaxesParser({ xmlns: true, position: false });
-  let root: XmlElement | null = null;
-  let current: XmlElement | null = null;
-  let depth = 0;
-  let elements = 0;
-  let attrsOnTag = 0;
+interface ParseState {
+  limits: XmlLimits;
+  root: XmlElement | null;
+  current: XmlElement | null;
+  depth: number;
+  elements: number;
+  attrsOnTag: number;
+}
 
+/**
+ * Building a saxes parser and its handlers cost about 5% of a request, so one parser per
+ * option set is kept and reused; saxes resets itself after close(). A parser that threw is
+ * dropped, since its internal state is then unknown. Parsing is synchronous, so no two
+ * documents ever share a parser at once.
+ */
+const reusable = new Map<
+  boolean,
+  { parser: SaxesParser<{ xmlns: true; position: false }>; st: ParseState }
+>();
+
+function createParser(allowComments: boolean): {
+  parser: SaxesParser<{ xmlns: true; position: false }>;
+  st: ParseState;
+} {
+  const parser = new SaxesParser({ xmlns: true, position: false });
+  const st: ParseState = {
+    limits: DEFAULT_XML_LIMITS,
+    root: null,
+    current: null,
+    depth: 0,
+    elements: 0,
+    attrsOnTag: 0,
+  };
   parser.on('doctype', () => {
     throw new XmlRejected('forbidden', 'DOCTYPE is not allowed');
   });
   parser.on('processinginstruction', () => {
     throw new XmlRejected('forbidden', 'processing instructions are not allowed');
   });
-  if (!opts.allowComments) {
+  if (!allowComments) {
     parser.on('comment', () => {
       throw new XmlRejected('forbidden', 'comments are not allowed');
     });
@@ -85,21 +106,22 @@ export function parseXml(
     }
   });
   parser.on('opentagstart', (tag) => {
-    attrsOnTag = 0;
-    if (++elements > limits.maxElements) {
-      throw new XmlRejected('limit', `more than ${limits.maxElements} elements`);
+    st.attrsOnTag = 0;
+    if (++st.elements > st.limits.maxElements) {
+      throw new XmlRejected('limit', `more than ${st.limits.maxElements} elements`);
     }
-    if (++depth > limits.maxDepth) throw new XmlRejected('limit', `nesting deeper than ${limits.maxDepth}`);
-    if (tag.name.length > limits.maxNameLength) {
-      throw new XmlRejected('limit', `a name is longer than ${limits.maxNameLength} characters`);
+    if (++st.depth > st.limits.maxDepth)
+      throw new XmlRejected('limit', `nesting deeper than ${st.limits.maxDepth}`);
+    if (tag.name.length > st.limits.maxNameLength) {
+      throw new XmlRejected('limit', `a name is longer than ${st.limits.maxNameLength} characters`);
     }
   });
   parser.on('attribute', (attr) => {
-    if (++attrsOnTag > limits.maxAttributes) {
-      throw new XmlRejected('limit', `more than ${limits.maxAttributes} attributes on one element`);
+    if (++st.attrsOnTag > st.limits.maxAttributes) {
+      throw new XmlRejected('limit', `more than ${st.limits.maxAttributes} attributes on one element`);
     }
-    if (attr.name.length > limits.maxNameLength) {
-      throw new XmlRejected('limit', `a name is longer than ${limits.maxNameLength} characters`);
+    if (attr.name.length > st.limits.maxNameLength) {
+      throw new XmlRejected('limit', `a name is longer than ${st.limits.maxNameLength} characters`);
     }
   });
   parser.on('opentag', (tag) => {
@@ -121,28 +143,51 @@ export function parseXml(
       attrs,
       nsDecls,
       children: [],
-      parent: current,
+      parent: st.current,
     };
-    if (current) current.children.push(el);
-    else root = el;
-    current = el;
+    if (st.current) st.current.children.push(el);
+    else st.root = el;
+    st.current = el;
   });
   parser.on('closetag', () => {
-    depth--;
-    current = current ? current.parent : null;
+    st.depth--;
+    st.current = st.current ? st.current.parent : null;
   });
   const onText = (t: string): void => {
-    if (current) current.children.push(t);
+    if (st.current) st.current.children.push(t);
   };
   parser.on('text', onText);
   parser.on('cdata', onText);
+  return { parser, st };
+}
 
+export function parseXml(
+  text: string,
+  limits: XmlLimits = DEFAULT_XML_LIMITS,
+  opts: ParseOptions = {},
+): XmlElement {
+  const key = !!opts.allowComments;
+  let entry = reusable.get(key);
+  if (!entry) {
+    entry = createParser(key);
+    reusable.set(key, entry);
+  }
+  const { parser, st } = entry;
+  st.limits = limits;
+  st.root = null;
+  st.current = null;
+  st.depth = 0;
+  st.elements = 0;
   try {
     parser.write(text).close();
   } catch (err) {
+    reusable.delete(key);
     if (err instanceof XmlRejected) throw err;
     throw new XmlRejected('malformed', `not well-formed XML: ${(err as Error).message}`);
   }
+  const root = st.root as XmlElement | null;
+  st.root = null;
+  st.current = null;
   if (!root) throw new XmlRejected('malformed', 'no root element');
   return root;
 }

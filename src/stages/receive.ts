@@ -8,7 +8,8 @@ export function receive(opts: { maxBodyBytes: number }): Stage {
     const { req } = ctx;
     const version = versionFromContentType(req.headers['content-type']);
     if (version) ctx.soapVersion = version;
-    if (req.method !== 'POST') throw new GatewayError('SSP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
+    if (req.method !== 'POST')
+      throw new GatewayError('SSP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
     if (!version) {
       throw new GatewayError(
         'SSP_UNSUPPORTED_MEDIA_TYPE',

@@ -19,7 +19,11 @@ export interface ProxyProcess {
 }
 
 /** A config for one proxy in front of the given grid addresses, security off. */
-export function proxyConfig(gridAddresses: string[], secret = '', extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function proxyConfig(
+  gridAddresses: string[],
+  secret = '',
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0 },
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
@@ -27,7 +31,15 @@ export function proxyConfig(gridAddresses: string[], secret = '', extra: Record<
     log: { level: 'warn' },
     grid: {
       defaultCluster: 'default',
-      clusters: [{ name: 'default', urls: ['grid-a'], addresses: gridAddresses, sharedSecret: secret, requestTimeoutMs: 5000 }],
+      clusters: [
+        {
+          name: 'default',
+          urls: ['grid-a'],
+          addresses: gridAddresses,
+          sharedSecret: secret,
+          requestTimeoutMs: 5000,
+        },
+      ],
     },
     ...extra,
   };
@@ -37,7 +49,9 @@ export function startProxyProcess(config: Record<string, unknown>, timeoutMs = 2
   const dir = mkdtempSync(join(tmpdir(), 'ssp-'));
   const file = join(dir, 'proxy.json');
   writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     let url = '';
     let adminUrl: string | null = null;

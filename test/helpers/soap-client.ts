@@ -8,7 +8,11 @@ export async function wsdlClient(wsdlUrl: string): Promise<SoapClient> {
 }
 
 /** Calls an operation through the generated `<op>Async` method and returns its result object. */
-export async function invoke<T = Record<string, unknown>>(client: SoapClient, op: string, args: object): Promise<T> {
+export async function invoke<T = Record<string, unknown>>(
+  client: SoapClient,
+  op: string,
+  args: object,
+): Promise<T> {
   const fn = (client as unknown as Record<string, (a: object) => Promise<[T]>>)[`${op}Async`];
   if (typeof fn !== 'function') throw new Error(`the generated client has no operation ${op}`);
   const [result] = await fn.call(client, args);
@@ -17,7 +21,9 @@ export async function invoke<T = Record<string, unknown>>(client: SoapClient, op
 
 /** The typed fault detail carried by a node-soap error, if any. */
 export function faultDetail(err: unknown): { element: string; code: string; retryable: string } | undefined {
-  const e = err as { root?: { Envelope?: { Body?: { Fault?: { detail?: Record<string, Record<string, string>> } } } } };
+  const e = err as {
+    root?: { Envelope?: { Body?: { Fault?: { detail?: Record<string, Record<string, string>> } } } };
+  };
   const detail = e.root?.Envelope?.Body?.Fault?.detail;
   if (!detail) return undefined;
   const element = Object.keys(detail).find((k) => k !== 'attributes');

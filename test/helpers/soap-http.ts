@@ -24,7 +24,9 @@ export async function postSoap(
 ): Promise<SoapReply> {
   const version = opts.version ?? '1.1';
   const headers: Record<string, string> = {
-    'content-type': opts.contentType ?? (version === '1.1' ? 'text/xml; charset=utf-8' : 'application/soap+xml; charset=utf-8'),
+    'content-type':
+      opts.contentType ??
+      (version === '1.1' ? 'text/xml; charset=utf-8' : 'application/soap+xml; charset=utf-8'),
   };
   if (version === '1.1' && opts.action !== undefined) headers['soapaction'] = `"${opts.action}"`;
   const res = await fetch(url, { method: 'POST', headers, body: xml, signal: AbortSignal.timeout(30000) });

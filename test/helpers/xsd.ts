@@ -20,12 +20,18 @@ export async function envelopeValidator(): Promise<EnvelopeValidator> {
     validateBody(envelopeXml) {
       const doc = lib.XmlDocument.fromString(envelopeXml);
       try {
-        const ns = { s11: 'http://schemas.xmlsoap.org/soap/envelope/', s12: 'http://www.w3.org/2003/05/soap-envelope' };
-        const body =
-          doc.get('/s11:Envelope/s11:Body/*', ns) ?? doc.get('/s12:Envelope/s12:Body/*', ns);
+        const ns = {
+          s11: 'http://schemas.xmlsoap.org/soap/envelope/',
+          s12: 'http://www.w3.org/2003/05/soap-envelope',
+        };
+        const body = doc.get('/s11:Envelope/s11:Body/*', ns) ?? doc.get('/s12:Envelope/s12:Body/*', ns);
         if (!body || !(body instanceof lib.XmlElement)) throw new Error('no Body element');
         const fault = body.name === 'Fault';
-        const target = fault ? (body.get('.//*[local-name()="detail" or local-name()="Detail"]/*') as InstanceType<Lib['XmlElement']> | null) : body;
+        const target = fault
+          ? (body.get('.//*[local-name()="detail" or local-name()="Detail"]/*') as InstanceType<
+              Lib['XmlElement']
+            > | null)
+          : body;
         if (!target) throw new Error('fault without detail');
         validator.validate(target);
         return target.name;

@@ -4,7 +4,13 @@
  */
 import { expect } from 'chai';
 import { faultDetail, invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import { proxyConfig, spawnGrid, startProxyProcess, type GridProcess, type ProxyProcess } from '../helpers/processes';
+import {
+  proxyConfig,
+  spawnGrid,
+  startProxyProcess,
+  type GridProcess,
+  type ProxyProcess,
+} from '../helpers/processes';
 import { envelope11, envelope12, op, pick, postSoap, SYM } from '../helpers/soap-http';
 
 async function expectFault(p: Promise<unknown>, element: string, code?: string): Promise<void> {
@@ -66,23 +72,37 @@ describe('relay: typed faults', function () {
   });
 
   it('an unknown connection id gives UnknownConnectionFault', async () => {
-    await expectFault(invoke(client, 'createSession', { connectionId: 'no-such-connection' }), 'UnknownConnectionFault', 'SSP_UNKNOWN_CONNECTION');
+    await expectFault(
+      invoke(client, 'createSession', { connectionId: 'no-such-connection' }),
+      'UnknownConnectionFault',
+      'SSP_UNKNOWN_CONNECTION',
+    );
   });
 
   it('an unknown session id gives UnknownSessionFault', async () => {
     await expectFault(
-      invoke(client, 'sendTaskInput', { sessionId: 'nope', taskSubmissionAttributes: { taskInput: { text: 'x' } } }),
+      invoke(client, 'sendTaskInput', {
+        sessionId: 'nope',
+        taskSubmissionAttributes: { taskInput: { text: 'x' } },
+      }),
       'UnknownSessionFault',
     );
   });
 
   it('a closed session and a closed connection give the declared faults', async () => {
-    const c = await invoke<{ connectionId: string }>(client, 'connect', { applicationName: 'echo', username: 'u', password: 'p' });
+    const c = await invoke<{ connectionId: string }>(client, 'connect', {
+      applicationName: 'echo',
+      username: 'u',
+      password: 'p',
+    });
     const s = await invoke<{ sessionId: string }>(client, 'createSession', { connectionId: c.connectionId });
     await invoke(client, 'closeSession', { sessionId: s.sessionId });
     await expectFault(invoke(client, 'getSessionStatus', { sessionId: s.sessionId }), 'UnknownSessionFault');
     await invoke(client, 'closeConnection', { connectionId: c.connectionId });
-    await expectFault(invoke(client, 'closeConnection', { connectionId: c.connectionId }), 'UnknownConnectionFault');
+    await expectFault(
+      invoke(client, 'closeConnection', { connectionId: c.connectionId }),
+      'UnknownConnectionFault',
+    );
   });
 
   it('an unknown application or cluster gives InvalidArgumentFault', async () => {
@@ -92,7 +112,12 @@ describe('relay: typed faults', function () {
       'SSP_UNKNOWN_APPLICATION',
     );
     await expectFault(
-      invoke(client, 'connect', { clusterURL: 'grid-zz', applicationName: 'echo', username: 'u', password: 'p' }),
+      invoke(client, 'connect', {
+        clusterURL: 'grid-zz',
+        applicationName: 'echo',
+        username: 'u',
+        password: 'p',
+      }),
       'InvalidArgumentFault',
       'SSP_UNKNOWN_CLUSTER',
     );
@@ -102,7 +127,10 @@ describe('relay: typed faults', function () {
     const r = await postSoap(
       proxy.url,
       envelope11(
-        op('sendTaskInput', `<sym:sessionId>${sessionId}</sym:sessionId><sym:taskSubmissionAttributes><sym:taskPriority>20000</sym:taskPriority><sym:taskInput><sym:text>x</sym:text></sym:taskInput></sym:taskSubmissionAttributes>`),
+        op(
+          'sendTaskInput',
+          `<sym:sessionId>${sessionId}</sym:sessionId><sym:taskSubmissionAttributes><sym:taskPriority>20000</sym:taskPriority><sym:taskInput><sym:text>x</sym:text></sym:taskInput></sym:taskSubmissionAttributes>`,
+        ),
       ),
     );
     expect(r.status).to.equal(500);
@@ -111,19 +139,34 @@ describe('relay: typed faults', function () {
   });
 
   it('openSession on an attached session gives InvalidArgumentFault; after detach it re-attaches', async () => {
-    await expectFault(invoke(client, 'openSession', { connectionId, sessionId }), 'InvalidArgumentFault', 'SSP_SESSION_NOT_DETACHED');
+    await expectFault(
+      invoke(client, 'openSession', { connectionId, sessionId }),
+      'InvalidArgumentFault',
+      'SSP_SESSION_NOT_DETACHED',
+    );
     const s = await invoke<{ sessionId: string }>(client, 'createSession', { connectionId });
     await invoke(client, 'closeSession', { sessionId: s.sessionId, closeFlags: 'DetachOnClose' });
-    const again = await invoke<{ sessionId: string }>(client, 'openSession', { connectionId, sessionId: s.sessionId });
+    const again = await invoke<{ sessionId: string }>(client, 'openSession', {
+      connectionId,
+      sessionId: s.sessionId,
+    });
     expect(again.sessionId).to.equal(s.sessionId);
   });
 
   it('SOAP 1.2 requests work and faults come back as SOAP 1.2 with Sender/Receiver codes', async () => {
-    const ok = await postSoap(proxy.url, envelope12(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)), { version: '1.2' });
+    const ok = await postSoap(
+      proxy.url,
+      envelope12(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)),
+      { version: '1.2' },
+    );
     expect(ok.status).to.equal(200);
     expect(ok.headers.get('content-type')).to.contain('application/soap+xml');
     expect(pick(ok.text, 'state')).to.equal('Open');
-    const bad = await postSoap(proxy.url, envelope12(op('getSessionStatus', '<sym:sessionId>missing</sym:sessionId>')), { version: '1.2' });
+    const bad = await postSoap(
+      proxy.url,
+      envelope12(op('getSessionStatus', '<sym:sessionId>missing</sym:sessionId>')),
+      { version: '1.2' },
+    );
     expect(bad.status).to.equal(400);
     expect(bad.text).to.contain('soap:Sender').and.to.contain('UnknownSessionFault');
   });
@@ -135,16 +178,34 @@ describe('relay: typed faults', function () {
       ['<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>', {}, 'SSP_FORBIDDEN_XML', 500],
       [envelope11('<foo xmlns="urn:evil"/>'), {}, 'SSP_UNKNOWN_OPERATION', 500],
       [`<s:Envelope xmlns:s="urn:evil"><s:Body/></s:Envelope>`, {}, 'SSP_NOT_SOAP', 500],
-      [envelope12(op('getSessionStatus', '<sym:sessionId>x</sym:sessionId>')), {}, 'SSP_VERSION_MISMATCH', 500],
-      [envelope11(op('getSessionStatus', '<sym:sessionId>x</sym:sessionId>')), { contentType: 'application/json' }, 'SSP_UNSUPPORTED_MEDIA_TYPE', 415],
-      [envelope11(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)), { action: `${SYM}/closeSession` }, 'SSP_ACTION_MISMATCH', 500],
+      [
+        envelope12(op('getSessionStatus', '<sym:sessionId>x</sym:sessionId>')),
+        {},
+        'SSP_VERSION_MISMATCH',
+        500,
+      ],
+      [
+        envelope11(op('getSessionStatus', '<sym:sessionId>x</sym:sessionId>')),
+        { contentType: 'application/json' },
+        'SSP_UNSUPPORTED_MEDIA_TYPE',
+        415,
+      ],
+      [
+        envelope11(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)),
+        { action: `${SYM}/closeSession` },
+        'SSP_ACTION_MISMATCH',
+        500,
+      ],
     ];
     for (const [body, opts, code, status] of cases) {
       const r = await postSoap(proxy.url, body, opts);
       expect(r.text, code).to.contain(`<sym:code>${code}</sym:code>`);
       expect(r.status, code).to.equal(status);
     }
-    const still = await postSoap(proxy.url, envelope11(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)));
+    const still = await postSoap(
+      proxy.url,
+      envelope11(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)),
+    );
     expect(still.status).to.equal(200);
   });
 

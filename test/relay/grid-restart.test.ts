@@ -4,7 +4,13 @@
  */
 import { expect } from 'chai';
 import { faultDetail, invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import { proxyConfig, spawnGrid, startProxyProcess, type GridProcess, type ProxyProcess } from '../helpers/processes';
+import {
+  proxyConfig,
+  spawnGrid,
+  startProxyProcess,
+  type GridProcess,
+  type ProxyProcess,
+} from '../helpers/processes';
 
 describe('relay: grid restart mid-run', function () {
   this.timeout(90000);
@@ -24,7 +30,11 @@ describe('relay: grid restart mid-run', function () {
   });
 
   it('fails calls fast while the grid is down and recovers when it returns', async () => {
-    const { connectionId } = await invoke<{ connectionId: string }>(client, 'connect', { applicationName: 'echo', username: 'u', password: 'p' });
+    const { connectionId } = await invoke<{ connectionId: string }>(client, 'connect', {
+      applicationName: 'echo',
+      username: 'u',
+      password: 'p',
+    });
     const { sessionId } = await invoke<{ sessionId: string }>(client, 'createSession', { connectionId });
     const tasks = Array.from({ length: 50 }, (_, i) => ({ taskInput: { text: `before-${i}` } }));
     await invoke(client, 'sendTaskInputBatch', { sessionId, taskSubmissionAttributes: tasks });
@@ -35,7 +45,10 @@ describe('relay: grid restart mid-run', function () {
     const t0 = Date.now();
     let detail: ReturnType<typeof faultDetail>;
     try {
-      await invoke(client, 'sendTaskInput', { sessionId, taskSubmissionAttributes: { taskInput: { text: 'during' } } });
+      await invoke(client, 'sendTaskInput', {
+        sessionId,
+        taskSubmissionAttributes: { taskInput: { text: 'during' } },
+      });
     } catch (e) {
       detail = faultDetail(e);
     }
@@ -50,7 +63,13 @@ describe('relay: grid restart mid-run', function () {
     let reconnected: string | undefined;
     for (let i = 0; i < 60 && !reconnected; i++) {
       try {
-        reconnected = (await invoke<{ connectionId: string }>(client, 'connect', { applicationName: 'echo', username: 'u', password: 'p' })).connectionId;
+        reconnected = (
+          await invoke<{ connectionId: string }>(client, 'connect', {
+            applicationName: 'echo',
+            username: 'u',
+            password: 'p',
+          })
+        ).connectionId;
       } catch (e) {
         expect(faultDetail(e)?.element).to.equal('GridUnavailableFault');
         await new Promise((r) => setTimeout(r, 250));
@@ -72,11 +91,15 @@ describe('relay: grid restart mid-run', function () {
       sessionId: fresh.sessionId,
       taskSubmissionAttributes: { taskInput: { text: 'after' } },
     });
-    const out = await invoke<{ taskOutput?: { taskId: string; taskOutput: { text: string } }[] }>(client, 'fetchTaskOutput', {
-      sessionId: fresh.sessionId,
-      countMax: 1,
-      timeoutMillis: 5000,
-    });
+    const out = await invoke<{ taskOutput?: { taskId: string; taskOutput: { text: string } }[] }>(
+      client,
+      'fetchTaskOutput',
+      {
+        sessionId: fresh.sessionId,
+        countMax: 1,
+        timeoutMillis: 5000,
+      },
+    );
     expect(out.taskOutput?.[0]?.taskId).to.equal(taskId);
     expect(out.taskOutput?.[0]?.taskOutput.text).to.equal('after');
   });

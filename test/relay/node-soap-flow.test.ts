@@ -4,7 +4,13 @@
  */
 import { expect } from 'chai';
 import { invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import { proxyConfig, spawnGrid, startProxyProcess, type GridProcess, type ProxyProcess } from '../helpers/processes';
+import {
+  proxyConfig,
+  spawnGrid,
+  startProxyProcess,
+  type GridProcess,
+  type ProxyProcess,
+} from '../helpers/processes';
 
 interface Output {
   taskId: string;
@@ -31,11 +37,15 @@ function checkOutput(i: number, out: Output): void {
       expect(out.taskOutput?.text).to.equal(`task-${i} <&> "quoted"`);
       break;
     case 1:
-      expect(Buffer.from(out.taskOutput!.binary!, 'base64').toString('latin1')).to.equal(`bytes-${i}\u0000\u00ff`);
+      expect(Buffer.from(out.taskOutput!.binary!, 'base64').toString('latin1')).to.equal(
+        `bytes-${i}\u0000\u00ff`,
+      );
       break;
     default: {
       const xml = JSON.stringify(out.taskOutput?.xml);
-      expect(xml).to.contain(`"n":"${i}"`).and.to.contain(`${i * 2}`);
+      expect(xml)
+        .to.contain(`"n":"${i}"`)
+        .and.to.contain(`${i * 2}`);
     }
   }
 }
@@ -95,8 +105,14 @@ describe('relay: node-soap client generated from the WSDL', function () {
     }
     // 600 more in batches of 100; ids come back in submission order.
     for (let base = 400; base < 1000; base += 100) {
-      const tasks = Array.from({ length: 100 }, (_, k) => ({ tag: `t${base + k}`, taskInput: inputFor(base + k) }));
-      const r = await invoke<{ taskId: string[] }>(client, 'sendTaskInputBatch', { sessionId, taskSubmissionAttributes: tasks });
+      const tasks = Array.from({ length: 100 }, (_, k) => ({
+        tag: `t${base + k}`,
+        taskInput: inputFor(base + k),
+      }));
+      const r = await invoke<{ taskId: string[] }>(client, 'sendTaskInputBatch', {
+        sessionId,
+        taskSubmissionAttributes: tasks,
+      });
       expect(r.taskId).to.have.length(100);
       r.taskId.forEach((id, k) => inputOf.set(id, base + k));
     }
@@ -117,7 +133,9 @@ describe('relay: node-soap client generated from the WSDL', function () {
     }
     expect(seen.size).to.equal(1000);
 
-    const status = await invoke<{ sessionStatus: Record<string, string> }>(client, 'getSessionStatus', { sessionId });
+    const status = await invoke<{ sessionStatus: Record<string, string> }>(client, 'getSessionStatus', {
+      sessionId,
+    });
     expect(Number(status.sessionStatus.doneTasks)).to.equal(1000);
     expect(status.sessionStatus.state).to.equal('Open');
 

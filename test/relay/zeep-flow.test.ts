@@ -3,7 +3,13 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { hasPythonModule, requirePeer } from '../helpers/peers';
-import { proxyConfig, spawnGrid, startProxyProcess, type GridProcess, type ProxyProcess } from '../helpers/processes';
+import {
+  proxyConfig,
+  spawnGrid,
+  startProxyProcess,
+  type GridProcess,
+  type ProxyProcess,
+} from '../helpers/processes';
 
 const SCRIPT = join(__dirname, '..', '..', '..', 'test', 'zeep', 'flow.py');
 

@@ -18,7 +18,9 @@ export function requestedMs(input: Payload): number {
   if (input.text !== undefined) match = NUMBER.exec(input.text);
   else if (input.xml !== undefined) match = MS_ATTRIBUTE.exec(input.xml) ?? MS_ELEMENT.exec(input.xml);
   if (!match) {
-    throw new Error('cpu service expects milliseconds as a text payload or as an XML "ms" attribute or element');
+    throw new Error(
+      'cpu service expects milliseconds as a text payload or as an XML "ms" attribute or element',
+    );
   }
   return Math.min(Number(match[1]), MAX_MS);
 }

@@ -1,0 +1,247 @@
+/**
+ * One command, one run, one table: the proxy next to its baselines on this machine.
+ *   npm run bench            (BENCH_SECONDS=3 BENCH_RUNS=3 by default)
+ * Every server runs in its own process; the load generator (autocannon) runs here. The
+ * machine has 2 cores shared by all of them, so figures are medians and ratios matter most.
+ */
+import autocannon from 'autocannon';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { GridClient } from '../src/backend/client';
+import { spawnGrid, startProxyProcess, proxyConfig } from '../test/helpers/processes';
+import { ECHO_REQUEST } from './baseline-servers';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const SYM = 'http://soapproxy.symphony/v1';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function startBaseline(kind: string): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(__dirname, 'baseline-servers.js'), kind], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = /listening on (\d+)/.exec(l);
+      if (m) resolve({ port: Number(m[1]), child });
+    });
+    child.once('exit', (c) => reject(new Error(`${kind} exited ${c}`)));
+  });
+}
+
+async function http(url: string, body: string, headers: Record<string, string>): Promise<number> {
+  const runs: number[] = [];
+  await autocannon({ url, method: 'POST', headers, body, connections: CONNECTIONS, duration: 1 }); // warm-up
+  for (let i = 0; i < RUNS; i++) {
+    const r = await autocannon({
+      url,
+      method: 'POST',
+      headers,
+      body,
+      connections: CONNECTIONS,
+      duration: SECONDS,
+    });
+    if (r.non2xx || r.errors || r.timeouts) {
+      throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
+    }
+    runs.push(r.requests.average);
+  }
+  return median(runs);
+}
+
+async function soapCall(url: string, body: string): Promise<string> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'text/xml' }, body });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`setup call failed: ${text}`);
+  return text;
+}
+
+function envelope(inner: string): string {
+  return `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${inner}</s:Body></s:Envelope>`;
+}
+
+async function direct(grid: GridClient, sessionId: string, tasksPerCall: number): Promise<number> {
+  const tasks = Array.from({ length: tasksPerCall }, (_, i) => ({
+    tag: '',
+    priority: 1,
+    payload: { text: `payload-${i}` },
+  }));
+  const once = async (seconds: number): Promise<number> => {
+    let calls = 0;
+    const end = Date.now() + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (Date.now() < end) {
+          await grid.call('sendTasks', { sessionId, tasks });
+          calls++;
+        }
+      }),
+    );
+    return calls / seconds;
+  };
+  await once(1);
+  const runs: number[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await once(SECONDS));
+  return median(runs);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ssp-bench-'));
+  const gridConfig = join(dir, 'grid.json');
+  // One worker: the bench measures submission, and workers would otherwise take the CPU.
+  writeFileSync(
+    gridConfig,
+    JSON.stringify({ applications: [{ name: 'echo', service: 'echo', workers: 1 }] }),
+  );
+  const grid = await spawnGrid(['--port', '0', '--config', gridConfig]);
+  const proxy = await startProxyProcess(proxyConfig([grid.address], '', { admin: { enabled: false } }));
+  const bare = await startBaseline('bare');
+  const nodeSoap = await startBaseline('node-soap');
+  const nodeSoapContract = await startBaseline('node-soap-contract');
+  const rows: { name: string; callsPerSec: number; tasksPerCall: number }[] = [];
+  const xml = { 'content-type': 'text/xml; charset=utf-8' };
+
+  try {
+    const connect = await soapCall(
+      proxy.url,
+      envelope(
+        `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
+      ),
+    );
+    const connectionId = /connectionId>([^<]+)</.exec(connect)![1]!;
+    const newSession = async (): Promise<string> => {
+      const r = await soapCall(
+        proxy.url,
+        envelope(
+          `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${connectionId}</sym:connectionId></sym:createSession>`,
+        ),
+      );
+      return /sessionId>([^<]+)</.exec(r)![1]!;
+    };
+    const task = (i: number): string =>
+      `<sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:text>payload-${i}</sym:text></sym:taskInput></sym:taskSubmissionAttributes>`;
+
+    rows.push({
+      name: 'bare node http (fixed reply)',
+      tasksPerCall: 0,
+      callsPerSec: await http(`http://127.0.0.1:${bare.port}/`, ECHO_REQUEST('payload-1'), xml),
+    });
+    rows.push({
+      name: 'node-soap echo server (one-operation WSDL)',
+      tasksPerCall: 0,
+      callsPerSec: await http(`http://127.0.0.1:${nodeSoap.port}/echo`, ECHO_REQUEST('payload-1'), {
+        ...xml,
+        soapaction: '"urn:bench:echo#echo"',
+      }),
+    });
+    const single = (sessionId: string): string =>
+      envelope(
+        `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId>${task(1)}</sym:sendTaskInput>`,
+      );
+    rows.push({
+      name: 'node-soap echo server (our WSDL, sendTaskInput answered locally)',
+      tasksPerCall: 0,
+      callsPerSec: await http(
+        `http://127.0.0.1:${nodeSoapContract.port}/symphony`,
+        single('0123456789abcdef0123456789abcdef'),
+        {
+          ...xml,
+          soapaction: `"${SYM}/sendTaskInput"`,
+        },
+      ),
+    });
+
+    let sessionId = await newSession();
+    rows.push({
+      name: 'proxy sendTaskInput (1 task, unsigned)',
+      tasksPerCall: 1,
+      callsPerSec: await http(proxy.url, single(sessionId), xml),
+    });
+    sessionId = await newSession();
+    const batch = Array.from({ length: 100 }, (_, i) => task(i)).join('');
+    rows.push({
+      name: 'proxy sendTaskInputBatch (100 tasks, unsigned)',
+      tasksPerCall: 100,
+      callsPerSec: await http(
+        proxy.url,
+        envelope(
+          `<sym:sendTaskInputBatch xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId>${batch}</sym:sendTaskInputBatch>`,
+        ),
+        xml,
+      ),
+    });
+
+    const gridClient = new GridClient({ name: 'bench', addresses: [grid.address], poolSize: 2 });
+    await new Promise((r) => gridClient.once('up', r));
+    const { connectionId: directConn } = await gridClient.call('connect', {
+      applicationName: 'echo',
+      username: 'bench',
+      password: 'x',
+    });
+    const direct1 = (await gridClient.call('createSession', { connectionId: directConn })).sessionId;
+    rows.push({
+      name: 'direct to grid over TCP (1 task per call)',
+      tasksPerCall: 1,
+      callsPerSec: await direct(gridClient, direct1, 1),
+    });
+    const direct100 = (await gridClient.call('createSession', { connectionId: directConn })).sessionId;
+    rows.push({
+      name: 'direct to grid over TCP (100 tasks per call)',
+      tasksPerCall: 100,
+      callsPerSec: await direct(gridClient, direct100, 100),
+    });
+    gridClient.close();
+  } finally {
+    await proxy.stop();
+    await grid.stop();
+    bare.child.kill();
+    nodeSoap.child.kill();
+    nodeSoapContract.child.kill();
+  }
+
+  const by = (name: string): number => rows.find((r) => r.name.startsWith(name))!.callsPerSec;
+  const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+  console.log(
+    `\nBenchmark: ${RUNS} runs × ${SECONDS}s per row, ${CONNECTIONS} concurrent callers, medians; ${new Date().toISOString()}\n`,
+  );
+  console.log('| workload | calls/s | tasks/s |');
+  console.log('|---|---:|---:|');
+  for (const r of rows)
+    console.log(
+      `| ${r.name} | ${fmt(r.callsPerSec)} | ${r.tasksPerCall ? fmt(r.callsPerSec * r.tasksPerCall) : '–'} |`,
+    );
+  const single = by('proxy sendTaskInput');
+  const batchTasks = by('proxy sendTaskInputBatch') * 100;
+  console.log('\n| ratio | value | target |');
+  console.log('|---|---:|---:|');
+  console.log(
+    `| proxy single ÷ node-soap echo (our WSDL) | ${(single / by('node-soap echo server (our')).toFixed(2)}× | ≥ 1.0× |`,
+  );
+  console.log(
+    `| proxy single ÷ node-soap echo (one-operation WSDL) | ${(single / by('node-soap echo server (one')).toFixed(2)}× | – |`,
+  );
+  console.log(`| proxy batched tasks/s | ${fmt(batchTasks)} | ≥ 50,000 |`);
+  console.log(`| proxy single ÷ bare node http | ${(single / by('bare node http')).toFixed(2)}× | – |`);
+  console.log(
+    `| proxy single ÷ direct to grid (1 task) | ${(single / by('direct to grid over TCP (1')).toFixed(2)}× | – |`,
+  );
+  console.log(
+    `| proxy batch ÷ direct to grid (100 tasks) | ${(by('proxy sendTaskInputBatch') / by('direct to grid over TCP (100')).toFixed(2)}× | – |`,
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
