@@ -1,0 +1,70 @@
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { ROOT } from '../paths';
+import { loadContract } from './wsdl';
+import { parseXml } from './xml';
+
+const contract = loadContract(join(ROOT, 'wsdl', 'symphony.wsdl'));
+const S = 'http://soapproxy.symphony/v1';
+
+function decode(op: string, inner: string): unknown {
+  return contract.byName.get(op)!.request.decode(parseXml(`<s:${op} xmlns:s="${S}">${inner}</s:${op}>`));
+}
+
+describe('soap/schema: WSDL-driven codec', () => {
+  it('knows the four port types and their operations from the WSDL', () => {
+    const ports = new Set([...contract.byName.values()].map((o) => o.portType));
+    expect([...ports]).to.have.members([
+      'ConnectionPortType',
+      'SessionPortType',
+      'TaskInputPortType',
+      'TaskOutputPortType',
+    ]);
+    expect(contract.byName.get('sendTaskInputBatch')!.soapAction).to.equal(`${S}/sendTaskInputBatch`);
+  });
+
+  it('decodes typed values and keeps repeated elements as arrays', () => {
+    const v = decode(
+      'sendTaskInputBatch',
+      '<s:sessionId>a1</s:sessionId><s:taskSubmissionAttributes><s:taskPriority>7</s:taskPriority><s:taskInput><s:binary>aGk=</s:binary></s:taskInput></s:taskSubmissionAttributes>',
+    ) as { taskSubmissionAttributes: { taskPriority: number; taskInput: { binary: Buffer } }[] };
+    expect(v.taskSubmissionAttributes).to.have.length(1);
+    expect(v.taskSubmissionAttributes[0]!.taskPriority).to.equal(7);
+    expect(v.taskSubmissionAttributes[0]!.taskInput.binary.toString()).to.equal('hi');
+  });
+
+  it('refuses what the schema does not allow, naming the path', () => {
+    const cases: [string, string, string][] = [
+      ['getSessionStatus', '', 'missing element sessionId'],
+      ['getSessionStatus', '<s:sessionId>a</s:sessionId><s:extra/>', 'unexpected element extra'],
+      ['closeSession', '<s:sessionId>a</s:sessionId><s:closeFlags>Explode</s:closeFlags>', 'not one of'],
+      ['fetchTaskOutput', '<s:sessionId>a</s:sessionId><s:countMax>abc</s:countMax>', 'not an xs:int'],
+      [
+        'sendTaskInput',
+        '<s:sessionId>a</s:sessionId><s:taskSubmissionAttributes><s:taskInput><s:xml><plain/></s:xml></s:taskInput></s:taskSubmissionAttributes>',
+        'its own namespace',
+      ],
+      [
+        'sendTaskInput',
+        '<s:sessionId>a</s:sessionId><s:taskSubmissionAttributes><s:taskInput><s:binary>!!</s:binary></s:taskInput></s:taskSubmissionAttributes>',
+        'not valid base64',
+      ],
+    ];
+    for (const [op, inner, msg] of cases) {
+      expect(() => decode(op, inner), `${op} ${inner}`)
+        .to.throw()
+        .with.property('message')
+        .that.contains(msg);
+    }
+  });
+
+  it('encodes responses in schema order, escaping text', () => {
+    const xml = contract.byName.get('fetchTaskOutput')!.response.encode({
+      taskOutput: [{ successful: false, taskId: '3', exception: 'a<b' }],
+    });
+    expect(xml).to.equal(
+      `<sym:fetchTaskOutputResponse xmlns:sym="${S}"><sym:taskOutput><sym:taskId>3</sym:taskId>` +
+        '<sym:successful>false</sym:successful><sym:exception>a&lt;b</sym:exception></sym:taskOutput></sym:fetchTaskOutputResponse>',
+    );
+  });
+});
