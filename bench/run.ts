@@ -1,6 +1,6 @@
 /**
  * One command, one run, one table: the proxy next to its baselines on this machine.
- *   npm run bench            (BENCH_SECONDS=3 BENCH_RUNS=3 by default)
+ *   npm run bench            (BENCH_SECONDS=3 BENCH_RUNS=5 by default)
  * Every server runs in its own process; the load generator (autocannon) runs here. The
  * machine has 2 cores shared by all of them, so figures are medians and ratios matter most.
  */
@@ -15,7 +15,7 @@ import { spawnGrid, startProxyProcess, proxyConfig } from '../test/helpers/proce
 import { ECHO_REQUEST } from './baseline-servers';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SYM = 'http://soapproxy.symphony/v1';
 
@@ -37,24 +37,37 @@ function startBaseline(kind: string): Promise<{ port: number; child: ChildProces
   });
 }
 
-async function http(url: string, body: string, headers: Record<string, string>): Promise<number> {
-  const runs: number[] = [];
-  await autocannon({ url, method: 'POST', headers, body, connections: CONNECTIONS, duration: 1 }); // warm-up
-  for (let i = 0; i < RUNS; i++) {
+/** One measurement of `seconds`; returns calls/s. */
+type Probe = (seconds: number) => Promise<number>;
+
+function http(url: string, body: string, headers: Record<string, string>): Probe {
+  return async (seconds) => {
     const r = await autocannon({
       url,
       method: 'POST',
       headers,
       body,
       connections: CONNECTIONS,
-      duration: SECONDS,
+      duration: seconds,
     });
     if (r.non2xx || r.errors || r.timeouts) {
       throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
     }
-    runs.push(r.requests.average);
+    return r.requests.average;
+  };
+}
+
+/**
+ * Runs every probe once per round, round after round, so that drift on a noisy machine hits
+ * all rows alike and the ratios between them stay fair; each row reports its median.
+ */
+async function measure(probes: Probe[]): Promise<number[]> {
+  for (const p of probes) await p(1); // warm-up
+  const runs: number[][] = probes.map(() => []);
+  for (let round = 0; round < RUNS; round++) {
+    for (let i = 0; i < probes.length; i++) runs[i]!.push(await probes[i]!(SECONDS));
   }
-  return median(runs);
+  return runs.map(median);
 }
 
 async function soapCall(url: string, body: string): Promise<string> {
@@ -68,7 +81,7 @@ function envelope(inner: string): string {
   return `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${inner}</s:Body></s:Envelope>`;
 }
 
-async function direct(grid: GridClient, sessionId: string, tasksPerCall: number): Promise<number> {
+function direct(grid: GridClient, sessionId: string, tasksPerCall: number): Probe {
   const tasks = Array.from({ length: tasksPerCall }, (_, i) => ({
     tag: '',
     priority: 1,
@@ -87,10 +100,7 @@ async function direct(grid: GridClient, sessionId: string, tasksPerCall: number)
     );
     return calls / seconds;
   };
-  await once(1);
-  const runs: number[] = [];
-  for (let i = 0; i < RUNS; i++) runs.push(await once(SECONDS));
-  return median(runs);
+  return once;
 }
 
 async function main(): Promise<void> {
@@ -106,7 +116,8 @@ async function main(): Promise<void> {
   const bare = await startBaseline('bare');
   const nodeSoap = await startBaseline('node-soap');
   const nodeSoapContract = await startBaseline('node-soap-contract');
-  const rows: { name: string; callsPerSec: number; tasksPerCall: number }[] = [];
+  const plan: { name: string; tasksPerCall: number; probe: Probe }[] = [];
+  let rows: { name: string; callsPerSec: number; tasksPerCall: number }[] = [];
   const xml = { 'content-type': 'text/xml; charset=utf-8' };
 
   try {
@@ -129,15 +140,15 @@ async function main(): Promise<void> {
     const task = (i: number): string =>
       `<sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:text>payload-${i}</sym:text></sym:taskInput></sym:taskSubmissionAttributes>`;
 
-    rows.push({
+    plan.push({
       name: 'bare node http (fixed reply)',
       tasksPerCall: 0,
-      callsPerSec: await http(`http://127.0.0.1:${bare.port}/`, ECHO_REQUEST('payload-1'), xml),
+      probe: http(`http://127.0.0.1:${bare.port}/`, ECHO_REQUEST('payload-1'), xml),
     });
-    rows.push({
+    plan.push({
       name: 'node-soap echo server (one-operation WSDL)',
       tasksPerCall: 0,
-      callsPerSec: await http(`http://127.0.0.1:${nodeSoap.port}/echo`, ECHO_REQUEST('payload-1'), {
+      probe: http(`http://127.0.0.1:${nodeSoap.port}/echo`, ECHO_REQUEST('payload-1'), {
         ...xml,
         soapaction: '"urn:bench:echo#echo"',
       }),
@@ -146,10 +157,10 @@ async function main(): Promise<void> {
       envelope(
         `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId>${task(1)}</sym:sendTaskInput>`,
       );
-    rows.push({
+    plan.push({
       name: 'node-soap echo server (our WSDL, sendTaskInput answered locally)',
       tasksPerCall: 0,
-      callsPerSec: await http(
+      probe: http(
         `http://127.0.0.1:${nodeSoapContract.port}/symphony`,
         single('0123456789abcdef0123456789abcdef'),
         {
@@ -160,17 +171,17 @@ async function main(): Promise<void> {
     });
 
     let sessionId = await newSession();
-    rows.push({
+    plan.push({
       name: 'proxy sendTaskInput (1 task, unsigned)',
       tasksPerCall: 1,
-      callsPerSec: await http(proxy.url, single(sessionId), xml),
+      probe: http(proxy.url, single(sessionId), xml),
     });
     sessionId = await newSession();
     const batch = Array.from({ length: 100 }, (_, i) => task(i)).join('');
-    rows.push({
+    plan.push({
       name: 'proxy sendTaskInputBatch (100 tasks, unsigned)',
       tasksPerCall: 100,
-      callsPerSec: await http(
+      probe: http(
         proxy.url,
         envelope(
           `<sym:sendTaskInputBatch xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId>${batch}</sym:sendTaskInputBatch>`,
@@ -187,17 +198,19 @@ async function main(): Promise<void> {
       password: 'x',
     });
     const direct1 = (await gridClient.call('createSession', { connectionId: directConn })).sessionId;
-    rows.push({
+    plan.push({
       name: 'direct to grid over TCP (1 task per call)',
       tasksPerCall: 1,
-      callsPerSec: await direct(gridClient, direct1, 1),
+      probe: direct(gridClient, direct1, 1),
     });
     const direct100 = (await gridClient.call('createSession', { connectionId: directConn })).sessionId;
-    rows.push({
+    plan.push({
       name: 'direct to grid over TCP (100 tasks per call)',
       tasksPerCall: 100,
-      callsPerSec: await direct(gridClient, direct100, 100),
+      probe: direct(gridClient, direct100, 100),
     });
+    const medians = await measure(plan.map((p) => p.probe));
+    rows = plan.map((p, i) => ({ name: p.name, tasksPerCall: p.tasksPerCall, callsPerSec: medians[i]! }));
     gridClient.close();
   } finally {
     await proxy.stop();
@@ -210,7 +223,7 @@ async function main(): Promise<void> {
   const by = (name: string): number => rows.find((r) => r.name.startsWith(name))!.callsPerSec;
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   console.log(
-    `\nBenchmark: ${RUNS} runs × ${SECONDS}s per row, ${CONNECTIONS} concurrent callers, medians; ${new Date().toISOString()}\n`,
+    `\nBenchmark: ${RUNS} interleaved rounds × ${SECONDS}s per row, ${CONNECTIONS} concurrent callers, medians; ${new Date().toISOString()}\n`,
   );
   console.log('| workload | calls/s | tasks/s |');
   console.log('|---|---:|---:|');
