@@ -12,6 +12,15 @@ export interface GridProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Signals a child and resolves with its exit code once it is gone (at once if it already is). */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  return new Promise((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done(child.exitCode);
+    child.once('exit', (code) => done(code));
+    child.kill(signal);
+  });
+}
+
 export function spawnGrid(
   args: string[] = [],
   env: NodeJS.ProcessEnv = process.env,
@@ -32,12 +41,7 @@ export function spawnGrid(
       resolve({
         address: m[1]!,
         child,
-        stop: (signal = 'SIGTERM') =>
-          new Promise((done) => {
-            if (child.exitCode !== null || child.signalCode !== null) return done(child.exitCode);
-            child.once('exit', (code) => done(code));
-            child.kill(signal);
-          }),
+        stop: (signal) => stopChild(child, signal),
       });
     });
     child.once('exit', (code) => {

@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { spawnGrid, type GridProcess } from '../../src/server/embedded-grid';
+import { wsdlClient, type SoapClient } from './soap-client';
+import { spawnGrid, stopChild, type GridProcess } from '../../src/server/embedded-grid';
 
 export { spawnGrid, type GridProcess };
 
@@ -74,12 +75,7 @@ export function startProxyProcess(config: Record<string, unknown>, timeoutMs = 2
             return adminUrl;
           },
           child,
-          stop: (signal = 'SIGTERM') =>
-            new Promise((done) => {
-              if (child.exitCode !== null || child.signalCode !== null) return done(child.exitCode);
-              child.once('exit', (code) => done(code));
-              child.kill(signal);
-            }),
+          stop: (signal) => stopChild(child, signal),
         });
       }
     });
@@ -88,4 +84,26 @@ export function startProxyProcess(config: Record<string, unknown>, timeoutMs = 2
       reject(new Error(`proxy exited with code ${code} before listening`));
     });
   });
+}
+
+/** A grid, a proxy in front of it and a node-soap client, started before and stopped after a suite. */
+export interface Relay {
+  grid: GridProcess;
+  proxy: ProxyProcess;
+  client: SoapClient;
+}
+
+export function withRelay(opts: { secret?: string } = {}): () => Relay {
+  const relay = {} as Relay;
+  before(async () => {
+    const secret = opts.secret ?? '';
+    relay.grid = await spawnGrid(['--port', '0', ...(secret ? ['--secret', secret] : [])]);
+    relay.proxy = await startProxyProcess(proxyConfig([relay.grid.address], secret));
+    relay.client = await wsdlClient(relay.proxy.wsdlUrl);
+  });
+  after(async () => {
+    await relay.proxy?.stop();
+    await relay.grid?.stop();
+  });
+  return () => relay;
 }

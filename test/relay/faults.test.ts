@@ -3,14 +3,8 @@
  * element for operation failures, a ProxyFault for envelope-level problems.
  */
 import { expect } from 'chai';
-import { faultDetail, invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+import { faultDetail, invoke, type SoapClient } from '../helpers/soap-client';
+import { withRelay, type ProxyProcess } from '../helpers/processes';
 import { envelope11, envelope12, op, pick, postSoap, SYM } from '../helpers/soap-http';
 
 async function expectFault(p: Promise<unknown>, element: string, code?: string): Promise<void> {
@@ -28,27 +22,20 @@ async function expectFault(p: Promise<unknown>, element: string, code?: string):
 
 describe('relay: typed faults', function () {
   this.timeout(60000);
-  let grid: GridProcess;
+  const relay = withRelay();
   let proxy: ProxyProcess;
   let client: SoapClient;
   let connectionId: string;
   let sessionId: string;
 
   before(async () => {
-    grid = await spawnGrid(['--port', '0']);
-    proxy = await startProxyProcess(proxyConfig([grid.address]));
-    client = await wsdlClient(proxy.wsdlUrl);
+    ({ proxy, client } = relay());
     ({ connectionId } = await invoke<{ connectionId: string }>(client, 'connect', {
       applicationName: 'echo',
       username: 'u',
       password: 'p',
     }));
     ({ sessionId } = await invoke<{ sessionId: string }>(client, 'createSession', { connectionId }));
-  });
-
-  after(async () => {
-    await proxy?.stop();
-    await grid?.stop();
   });
 
   it('failing tasks come back unsuccessful with the exception text', async () => {

@@ -3,33 +3,16 @@
  * GridUnavailableFault (never hang), readiness follows, and the proxy reconnects by itself.
  */
 import { expect } from 'chai';
-import { faultDetail, invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+import { faultDetail, invoke } from '../helpers/soap-client';
+import { spawnGrid, withRelay } from '../helpers/processes';
 
 describe('relay: grid restart mid-run', function () {
   this.timeout(90000);
-  let grid: GridProcess;
-  let proxy: ProxyProcess;
-  let client: SoapClient;
-
-  before(async () => {
-    grid = await spawnGrid(['--port', '0']);
-    proxy = await startProxyProcess(proxyConfig([grid.address]));
-    client = await wsdlClient(proxy.wsdlUrl);
-  });
-
-  after(async () => {
-    await proxy?.stop();
-    await grid?.stop();
-  });
+  const relay = withRelay();
 
   it('fails calls fast while the grid is down and recovers when it returns', async () => {
+    const r = relay();
+    const { client, proxy } = r;
     const { connectionId } = await invoke<{ connectionId: string }>(client, 'connect', {
       applicationName: 'echo',
       username: 'u',
@@ -39,8 +22,8 @@ describe('relay: grid restart mid-run', function () {
     const tasks = Array.from({ length: 50 }, (_, i) => ({ taskInput: { text: `before-${i}` } }));
     await invoke(client, 'sendTaskInputBatch', { sessionId, taskSubmissionAttributes: tasks });
 
-    const port = grid.address.split(':').pop()!;
-    await grid.stop('SIGKILL');
+    const port = r.grid.address.split(':').pop()!;
+    await r.grid.stop('SIGKILL');
 
     const t0 = Date.now();
     let detail: ReturnType<typeof faultDetail>;
@@ -59,7 +42,7 @@ describe('relay: grid restart mid-run', function () {
     const ready = await fetch(`${proxy.adminUrl}/readyz`);
     expect(ready.status).to.equal(503);
 
-    grid = await spawnGrid(['--port', port]);
+    r.grid = await spawnGrid(['--port', port]);
     let reconnected: string | undefined;
     for (let i = 0; i < 60 && !reconnected; i++) {
       try {

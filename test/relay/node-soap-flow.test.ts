@@ -3,14 +3,8 @@
  * node-soap: connect → createSession → 1,000 tasks (single and batch) → fetch → close.
  */
 import { expect } from 'chai';
-import { invoke, wsdlClient, type SoapClient } from '../helpers/soap-client';
-import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+import { invoke } from '../helpers/soap-client';
+import { withRelay } from '../helpers/processes';
 
 interface Output {
   taskId: string;
@@ -52,22 +46,10 @@ function checkOutput(i: number, out: Output): void {
 
 describe('relay: node-soap client generated from the WSDL', function () {
   this.timeout(120000);
-  let grid: GridProcess;
-  let proxy: ProxyProcess;
-  let client: SoapClient;
-
-  before(async () => {
-    grid = await spawnGrid(['--port', '0', '--secret', 's3cret']);
-    proxy = await startProxyProcess(proxyConfig([grid.address], 's3cret'));
-    client = await wsdlClient(proxy.wsdlUrl);
-  });
-
-  after(async () => {
-    await proxy?.stop();
-    await grid?.stop();
-  });
+  const relay = withRelay({ secret: 's3cret' });
 
   it('runs connect → createSession → 1,000 tasks single and batched → fetch all → close', async () => {
+    const { client } = relay();
     const { connectionId } = await invoke<{ connectionId: string }>(client, 'connect', {
       applicationName: 'echo',
       username: 'client-a',
