@@ -1,4 +1,5 @@
 /** TypeScript shapes of the decoded request elements of schemas/symphony.xsd. */
+import type { SessionAttributes } from '../backend/protocol';
 
 export interface PayloadValue {
   xml?: string;
@@ -17,17 +18,8 @@ export interface ConnectionIdArgs {
 }
 export interface CreateSessionArgs {
   connectionId: string;
-  sessionCreationAttributes?: {
-    name?: string;
-    type?: string;
-    flags?: number;
-    tag?: string;
-    priority?: number;
-    compressionEnable?: boolean;
-    dataCompressionFlag?: number;
-    threshold?: number;
-    directDataTransferEnable?: boolean;
-  };
+  /** Same fields as the wire protocol's SessionAttributes. */
+  sessionCreationAttributes?: SessionAttributes;
 }
 export interface OpenSessionArgs {
   connectionId: string;
