@@ -1,31 +1,22 @@
 /** Every response and fault the proxy writes validates against our own XSD (checked by libxml2). */
 import { expect } from 'chai';
-import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+import { withRelay, type ProxyProcess } from '../helpers/processes';
 import { envelope11, envelope12, op, pick, postSoap } from '../helpers/soap-http';
 import { envelopeValidator, type EnvelopeValidator } from '../helpers/xsd';
 
 describe('relay: responses validate against schemas/symphony.xsd', function () {
   this.timeout(60000);
-  let grid: GridProcess;
+  const relay = withRelay();
   let proxy: ProxyProcess;
   let xsd: EnvelopeValidator;
 
   before(async () => {
     xsd = await envelopeValidator();
-    grid = await spawnGrid(['--port', '0']);
-    proxy = await startProxyProcess(proxyConfig([grid.address]));
+    proxy = relay().proxy;
   });
 
   after(async () => {
     xsd?.dispose();
-    await proxy?.stop();
-    await grid?.stop();
   });
 
   it('validates the response of every operation, and faults, in SOAP 1.1 and 1.2', async () => {

@@ -3,30 +3,18 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { hasPythonModule, requirePeer } from '../helpers/peers';
-import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+import { withRelay, type ProxyProcess } from '../helpers/processes';
 
 const SCRIPT = join(__dirname, '..', '..', '..', 'test', 'zeep', 'flow.py');
 
 describe('relay: zeep client generated from the WSDL', function () {
   this.timeout(120000);
-  let grid: GridProcess;
+  const relay = withRelay();
   let proxy: ProxyProcess;
 
   before(async function () {
     requirePeer(this, 'python3-zeep', hasPythonModule('zeep'), 'apt-get install python3-zeep');
-    grid = await spawnGrid(['--port', '0']);
-    proxy = await startProxyProcess(proxyConfig([grid.address]));
-  });
-
-  after(async () => {
-    await proxy?.stop();
-    await grid?.stop();
+    proxy = relay().proxy;
   });
 
   it('connects, submits single and batched tasks, fetches every output and sees typed faults', () => {
