@@ -9,6 +9,12 @@ import { compose, type Stage } from './pipeline/context';
 import { receive } from './stages/receive';
 import { parse } from './stages/parse';
 import { identify } from './stages/identify';
+import { wssecurity } from './stages/wssecurity';
+import { TrustStore } from './security/truststore';
+import { WssVerifier } from './security/verifier';
+import { ResponseSigner } from './security/response-signer';
+import { envelope, type EnvelopeWriter } from './soap/envelope';
+import { readFileSync } from 'node:fs';
 import { route } from './stages/route';
 import { decode } from './stages/decode';
 import { respond } from './stages/respond';
@@ -30,6 +36,7 @@ export interface RunningProxy {
   adminUrl: string | null;
   config: ProxyConfig;
   router: GridRouter;
+  responseSigning: 'rsa-sha256' | 'ecdsa-sha256' | null;
   close(): Promise<void>;
 }
 
@@ -65,19 +72,53 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     if (!handlers.has(name)) throw new Error(`the WSDL operation ${name} has no handler`);
   }
 
-  // The fixed stage order (README "Request pipeline"); security stages slot in after parse.
+  const sec = config.security;
+  let verify: Stage | null = null;
+  if (sec.mode === 'wss') {
+    const trust = await TrustStore.load(sec.trust, sec.algorithms);
+    verify = wssecurity(new WssVerifier(trust, { ...sec.timestamp, ...sec.algorithms }, store));
+    log.info('WS-Security required', { trustAnchors: trust.anchorCount, crls: sec.trust.crlFiles.length });
+  }
+  const rs = sec.responseSigning;
+  const signer =
+    rs.enabled && rs.certFile && rs.keyFile
+      ? new ResponseSigner({
+          certFile: rs.certFile,
+          keyFile: rs.keyFile,
+          ttlSeconds: sec.timestamp.ttlSeconds,
+        })
+      : null;
+  const write: EnvelopeWriter = signer ? (v, body) => signer.envelope(v, body) : envelope;
+
+  // The fixed stage order (README "Request pipeline").
   const stages: Stage[] = [
     receive({ maxBodyBytes: config.server.maxBodyBytes }),
     parse(config.limits),
-    identify(),
+    ...(verify ? [verify] : []),
+    identify(sec),
     route(contract),
     decode(),
-    respond(),
+    respond(write),
     dispatch(handlers),
   ];
-  const soap = createSoapServer(config.server, compose(stages), wsdlDocuments(contract));
+  const tls = config.server.tls;
+  const soap = createSoapServer(
+    {
+      ...config.server,
+      writeEnvelope: write,
+      tls: tls && {
+        cert: readFileSync(tls.certFile),
+        key: readFileSync(tls.keyFile),
+        ...(tls.caFiles.length ? { ca: tls.caFiles.map((f) => readFileSync(f)) } : {}),
+        requestCert: tls.requestClientCert || tls.requireClientCert,
+        rejectUnauthorized: tls.requireClientCert,
+      },
+    },
+    compose(stages),
+    wsdlDocuments(contract),
+  );
   const addr = await listen(soap, config.server.port, config.server.host);
-  const url = `http://${addr.host}:${addr.port}${config.server.path}`;
+  const url = `${tls ? 'https' : 'http'}://${addr.host}:${addr.port}${config.server.path}`;
 
   let admin: http.Server | null = null;
   let adminUrl: string | null = null;
@@ -98,6 +139,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     adminUrl,
     config,
     router,
+    responseSigning: signer?.algorithm ?? null,
     async close() {
       await new Promise<void>((r) => soap.close(() => r()));
       soap.closeAllConnections();

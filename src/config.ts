@@ -22,6 +22,95 @@ const cluster = z.object({
   requestTimeoutMs: z.number().int().positive().default(30000),
 });
 
+const tls = z.object({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** CAs that client certificates must chain to when client certificates are requested. */
+  caFiles: z.array(z.string().min(1)).default([]),
+  /** Ask TLS clients for a certificate; when one is given it must be the WS-Security signer's. */
+  requestClientCert: z.boolean().default(false),
+  /** Refuse TLS clients without a certificate (mTLS). Implies requestClientCert. */
+  requireClientCert: z.boolean().default(false),
+});
+
+const consumerMapping = z
+  .object({
+    /** Consumer id used for ownership, limits, audit and accounting. */
+    id: z.string().min(1),
+    /** Subject DN in RFC 4514 form, e.g. "CN=risk-batch,OU=Grid,O=Bank". */
+    subject: z.string().min(1).optional(),
+    /** SHA-256 fingerprint of the signing certificate (hex, colons optional). */
+    fingerprint256: z.string().min(1).optional(),
+  })
+  .refine((m) => m.subject !== undefined || m.fingerprint256 !== undefined, {
+    message: 'needs a subject or a fingerprint256',
+  });
+
+const security = z
+  .object({
+    /** 'wss': every request must carry a valid WS-Security signature. 'off': development only. */
+    mode: z.enum(['wss', 'off']).default('wss'),
+    trust: z
+      .object({
+        /** Trust anchors (PEM, one or more certificates per file). */
+        caFiles: z.array(z.string().min(1)).default([]),
+        /** Intermediate CAs that may complete a chain the client does not send. */
+        intermediateFiles: z.array(z.string().min(1)).default([]),
+        /** CRLs (PEM or DER); a certificate listed in one is refused. */
+        crlFiles: z.array(z.string().min(1)).default([]),
+        /** Signer certificates a client may reference by issuer/serial, SKI or thumbprint. */
+        signerCertFiles: z.array(z.string().min(1)).default([]),
+      })
+      .prefault({}),
+    timestamp: z
+      .object({
+        /** Longest accepted lifetime of a request (Expires − Created), and the replay window. */
+        ttlSeconds: z.number().int().min(1).max(86400).default(300),
+        /** Tolerated clock difference between client and proxy. */
+        skewSeconds: z.number().int().min(0).max(3600).default(60),
+      })
+      .prefault({}),
+    algorithms: z
+      .object({
+        /** RSA-SHA1 / ECDSA-SHA1 signatures and SHA-1 digests. Off unless a legacy client needs it. */
+        allowSha1: z.boolean().default(false),
+        /** RSA-MD5 signatures and MD5 digests. */
+        allowMd5: z.boolean().default(false),
+        minRsaBits: z.number().int().min(1024).max(16384).default(2048),
+      })
+      .prefault({}),
+    /** Optional table from certificate to consumer id; otherwise the subject DN is the id. */
+    consumers: z.array(consumerMapping).default([]),
+    /** Refuse signers that are trusted but not listed in `consumers`. */
+    requireMappedConsumer: z.boolean().default(false),
+    responseSigning: z
+      .object({
+        enabled: z.boolean().default(true),
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
+  })
+  .superRefine((s, ctx) => {
+    if (s.mode !== 'wss') return;
+    if (s.trust.caFiles.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['trust', 'caFiles'],
+        message:
+          "is empty: WS-Security needs a trust store. Run 'symphony-soap-proxy certs dev' and use certs/dev/ca.pem, or point it at the bank's CA (or set mode: off for development)",
+      });
+    }
+    const rs = s.responseSigning;
+    if (rs.enabled && (!rs.certFile || !rs.keyFile)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['responseSigning'],
+        message: 'needs certFile and keyFile when enabled (or set enabled: false)',
+      });
+    }
+  });
+
 export const configSchema = z
   .object({
     server: z
@@ -38,6 +127,8 @@ export const configSchema = z
           .default(16 * 1024 * 1024),
         keepAliveTimeoutMs: z.number().int().positive().default(65000),
         requestTimeoutMs: z.number().int().positive().default(120000),
+        /** HTTPS on the SOAP listener; omit for plain HTTP behind a TLS-terminating firewall. */
+        tls: tls.optional(),
       })
       .prefault({}),
     admin: z
@@ -47,12 +138,7 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(9090),
       })
       .prefault({}),
-    security: z.object(
-      {
-        mode: z.enum(['off']),
-      },
-      { error: "is required: set security.mode to 'off' to accept unsigned requests (development only)" },
-    ),
+    security: security.prefault({}),
     grid: z
       .object({
         /** Start the reference grid as a child process and route the default cluster to it. */
@@ -67,6 +153,7 @@ export const configSchema = z
         maxAttributes: z.number().int().min(1).max(10000).default(64),
         maxNameLength: z.number().int().min(16).max(10000).default(256),
         maxElements: z.number().int().min(10).default(200000),
+        maxHeaders: z.number().int().min(1).max(1000).default(32),
         maxTasksPerBatch: z.number().int().min(1).max(10000).default(10000),
       })
       .prefault({}),
@@ -89,6 +176,8 @@ export const configSchema = z
 
 export type ProxyConfig = z.infer<typeof configSchema>;
 export type ClusterConfig = z.infer<typeof cluster>;
+export type SecurityConfig = z.infer<typeof security>;
+export type TlsConfig = z.infer<typeof tls>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

@@ -4,12 +4,16 @@ import type { Decoded } from '../soap/schema';
 import type { SoapVersion } from '../soap/envelope';
 import type { OperationInfo } from '../soap/wsdl';
 import type { XmlElement } from '../soap/xml';
+import type { TrustedSigner } from '../security/truststore';
 
 export interface Consumer {
   /** Stable consumer id used for ownership, limits and audit. */
   id: string;
   /** How the identity was established. */
   via: 'anonymous' | 'certificate';
+  /** RFC 4514 subject of the signing certificate, for audit. */
+  subject?: string;
+  fingerprint256?: string;
 }
 
 export interface RequestContext {
@@ -19,10 +23,14 @@ export interface RequestContext {
   /** Chosen from the Content-Type as soon as it is read, so faults match the request. */
   soapVersion: SoapVersion;
   raw: Buffer | null;
+  /** The parsed Envelope element; header and payload point into it. */
+  envelope: XmlElement | null;
   header: XmlElement | null;
   payload: XmlElement | null;
   operation: OperationInfo | null;
   args: Decoded | null;
+  /** The certificate that signed the request, once WS-Security has verified it. */
+  signer: TrustedSigner | null;
   consumer: Consumer | null;
   /** The operation's response value, encoded by the respond stage. */
   result: unknown;

@@ -22,7 +22,7 @@ export function createAdminApp(probes: AdminProbes): express.Express {
 }
 
 export function listen(
-  server: http.Server,
+  server: http.Server | import('node:https').Server,
   port: number,
   host: string,
 ): Promise<{ host: string; port: number }> {

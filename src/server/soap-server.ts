@@ -4,10 +4,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import { GatewayError, isGatewayError } from '../errors/catalogue';
 import { log } from '../log';
 import type { RequestContext } from '../pipeline/context';
-import { CONTENT_TYPE, renderFault } from '../soap/envelope';
+import { CONTENT_TYPE, envelope, renderFault, type EnvelopeWriter } from '../soap/envelope';
 import type { WsdlDocuments } from './wsdl-serving';
 
 export interface SoapServerOptions {
@@ -15,14 +16,19 @@ export interface SoapServerOptions {
   publicUrl?: string;
   keepAliveTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Writes fault envelopes too, so faults are signed like responses. */
+  writeEnvelope?: EnvelopeWriter;
+  /** HTTPS (optionally mutual TLS) instead of plain HTTP. */
+  tls?: https.ServerOptions;
 }
 
 export function createSoapServer(
   opts: SoapServerOptions,
   run: (ctx: RequestContext) => Promise<void>,
   docs: WsdlDocuments,
-): http.Server {
-  const server = http.createServer((req, res) => {
+): http.Server | https.Server {
+  const write = opts.writeEnvelope ?? envelope;
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     const q = req.url!.indexOf('?');
     const path = q < 0 ? req.url! : req.url!.slice(0, q);
     const query = q < 0 ? '' : req.url!.slice(q + 1);
@@ -36,8 +42,9 @@ export function createSoapServer(
       serveDocument(req, res, query, opts, docs);
       return;
     }
-    void handle(req, res, run);
-  });
+    void handle(req, res, run, write);
+  };
+  const server = opts.tls ? https.createServer(opts.tls, listener) : http.createServer(listener);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   server.requestTimeout = opts.requestTimeoutMs;
   return server;
@@ -46,7 +53,7 @@ export function createSoapServer(
 function endpointUrl(req: IncomingMessage, opts: SoapServerOptions): string {
   if (opts.publicUrl) return opts.publicUrl;
   const host = req.headers.host ?? 'localhost';
-  return `http://${host}${opts.path}`;
+  return `${opts.tls ? 'https' : 'http'}://${host}${opts.path}`;
 }
 
 function serveDocument(
@@ -82,6 +89,7 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   run: (ctx: RequestContext) => Promise<void>,
+  write: EnvelopeWriter,
 ): Promise<void> {
   const ctx: RequestContext = {
     correlationId: nextCorrelationId(),
@@ -89,10 +97,12 @@ async function handle(
     req,
     soapVersion: '1.1',
     raw: null,
+    envelope: null,
     header: null,
     payload: null,
     operation: null,
     args: null,
+    signer: null,
     consumer: null,
     result: undefined,
     response: null,
@@ -107,14 +117,23 @@ async function handle(
     res.end(ctx.response);
   } catch (e) {
     const err = isGatewayError(e) ? e : new GatewayError('SSP_INTERNAL', 'internal error', { cause: e });
-    if (err.code === 'SSP_INTERNAL') {
+    if (err.detail === 'AuthenticationFault') {
+      // Who was refused and why, never what they sent.
+      log.warn('request refused', {
+        correlationId: ctx.correlationId,
+        code: err.code,
+        reason: err.message,
+        signer: ctx.signer?.subject,
+        remote: req.socket.remoteAddress,
+      });
+    } else if (err.code === 'SSP_INTERNAL') {
       log.error('request failed', {
         correlationId: ctx.correlationId,
         operation: ctx.operation?.name,
         error: e instanceof Error ? e.stack : String(e),
       });
     }
-    const fault = renderFault(err, ctx.soapVersion, ctx.correlationId);
+    const fault = renderFault(err, ctx.soapVersion, ctx.correlationId, write);
     fault.headers['x-correlation-id'] = ctx.correlationId;
     // A body we stopped reading must not be parsed as the next request on this socket.
     if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) fault.headers['connection'] = 'close';

@@ -70,6 +70,9 @@ export function readEnvelope(root: XmlElement, version: SoapVersion): EnvelopePa
   return { header, payload: inBody[0]! };
 }
 
+/** Wraps body content in an envelope; the response signer is one, the plain writer another. */
+export type EnvelopeWriter = (version: SoapVersion, body: string) => string;
+
 export function envelope(version: SoapVersion, body: string, header = ''): string {
   const ns = version === '1.1' ? SOAP11_NS : SOAP12_NS;
   return (
@@ -86,7 +89,12 @@ export interface FaultOut {
 }
 
 /** Renders a GatewayError as a fault in the request's SOAP version. */
-export function renderFault(err: GatewayError, version: SoapVersion, correlationId: string): FaultOut {
+export function renderFault(
+  err: GatewayError,
+  version: SoapVersion,
+  correlationId: string,
+  write: EnvelopeWriter = envelope,
+): FaultOut {
   const detailName = err.detail ?? 'ProxyFault';
   const detail =
     `<sym:${detailName} xmlns:sym="${SYM_NS}">` +
@@ -118,5 +126,5 @@ export function renderFault(err: GatewayError, version: SoapVersion, correlation
   const status = version === '1.2' || err.transport ? err.status : 500;
   const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[version] };
   if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);
-  return { status, body: envelope(version, fault), headers };
+  return { status, body: write(version, fault), headers };
 }

@@ -10,7 +10,7 @@ const REJECTION_CODE = {
   limit: 'SSP_XML_LIMIT',
 } as const;
 
-export function parse(limits: XmlLimits): Stage {
+export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
   return async (ctx, next) => {
     let root;
     try {
@@ -20,6 +20,14 @@ export function parse(limits: XmlLimits): Stage {
       throw e;
     }
     const parts = readEnvelope(root, ctx.soapVersion);
+    if (parts.header) {
+      let n = 0;
+      for (const c of parts.header.children) if (typeof c !== 'string') n++;
+      if (n > limits.maxHeaders) {
+        throw new GatewayError('SSP_XML_LIMIT', `more than ${limits.maxHeaders} SOAP header blocks`);
+      }
+    }
+    ctx.envelope = root;
     ctx.header = parts.header;
     ctx.payload = parts.payload;
     await next();

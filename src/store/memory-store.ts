@@ -1,9 +1,14 @@
-/** The single-process store: plain maps. Records live until closed, like the grid's. */
+/**
+ * The single-process store: plain maps. Records live until closed, like the grid's; claimed
+ * keys expire, swept lazily so that an idle proxy does no work.
+ */
 import type { ConnectionRecord, SessionRecord, StateStore } from './store';
 
 export class MemoryStore implements StateStore {
   private readonly connections = new Map<string, ConnectionRecord>();
   private readonly sessions = new Map<string, SessionRecord>();
+  private readonly claims = new Map<string, number>();
+  private nextSweep = 0;
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);
@@ -23,7 +28,24 @@ export class MemoryStore implements StateStore {
   async deleteSession(id: string): Promise<void> {
     this.sessions.delete(id);
   }
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    if (now >= this.nextSweep) {
+      // Insertion order is close to expiry order, so stop at the first live entry; a
+      // straggler left behind is still refused by its expiry check below.
+      for (const [k, until] of this.claims) {
+        if (until > now) break;
+        this.claims.delete(k);
+      }
+      this.nextSweep = now + 1000;
+    }
+    const until = this.claims.get(key);
+    if (until !== undefined && until > now) return false;
+    this.claims.set(key, now + ttlMs);
+    return true;
+  }
   async close(): Promise<void> {
+    this.claims.clear();
     this.connections.clear();
     this.sessions.clear();
   }

@@ -21,5 +21,10 @@ export interface StateStore {
   getSession(id: string): Promise<SessionRecord | undefined>;
   putSession(id: string, rec: SessionRecord): Promise<void>;
   deleteSession(id: string): Promise<void>;
+  /**
+   * Records `key` for `ttlMs` and resolves true, or resolves false when it is already
+   * recorded: the WS-Security replay cache, shared by all proxies once the store is.
+   */
+  claimOnce(key: string, ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,0 +1,252 @@
+/**
+ * Decides whether a signing certificate belongs to the bank: it must chain to a configured
+ * trust anchor through CA certificates, be within its dates, allow digital signatures, carry a
+ * strong enough key and not be listed in a configured CRL.
+ *
+ * Building a chain costs several public-key operations, so the verdict for a certificate is
+ * cached (by its DER) and only the validity dates are re-checked per request. A failed verdict
+ * is cached too, so an attacker replaying a bad token cannot make us rebuild chains.
+ */
+import 'reflect-metadata';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as px509 from '@peculiar/x509';
+import { GatewayError } from '../errors/catalogue';
+import { dnKey, rfc4514FromNode } from './dn';
+
+export interface TrustConfig {
+  caFiles: string[];
+  intermediateFiles: string[];
+  crlFiles: string[];
+  signerCertFiles: string[];
+}
+
+export interface KeyPolicy {
+  minRsaBits: number;
+}
+
+export interface TrustedSigner {
+  cert: X509Certificate;
+  key: KeyObject;
+  keyType: 'rsa' | 'ec';
+  /** RFC 4514 subject DN. */
+  subject: string;
+  /** Upper-case hex with colons, as Node prints it. */
+  fingerprint256: string;
+  /** The chain's combined validity window, re-checked on every request. */
+  notBefore: number;
+  notAfter: number;
+}
+
+type Verdict = { ok: true; signer: TrustedSigner } | { ok: false; error: GatewayError };
+
+const MAX_CHAIN = 8;
+const MAX_CACHED = 10_000;
+const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+
+/** Splits a file holding one or more PEM certificates (or one DER certificate). */
+function readCertificates(file: string): X509Certificate[] {
+  const data = readFileSync(file);
+  const text = data.toString('latin1');
+  if (!text.includes('-----BEGIN')) return [new X509Certificate(data)];
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new Error(`${file} holds no PEM certificate`);
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+function dateOf(s: string): number {
+  return new Date(s).getTime();
+}
+
+function untrusted(message: string): GatewayError {
+  return new GatewayError('SSP_WSS_UNTRUSTED', message);
+}
+
+export class TrustStore {
+  private readonly anchors = new Map<string, X509Certificate>();
+  private readonly issuers: X509Certificate[] = [];
+  /** Verified CRLs by the fingerprint of the CA that signed them. */
+  private readonly crls = new Map<string, px509.X509Crl>();
+  private readonly byIssuerSerial = new Map<string, X509Certificate>();
+  private readonly bySki = new Map<string, X509Certificate>();
+  private readonly byThumbprint = new Map<string, X509Certificate>();
+  private readonly verdicts = new Map<string, Verdict>();
+
+  private constructor(private readonly policy: KeyPolicy) {}
+
+  static async load(cfg: TrustConfig, policy: KeyPolicy): Promise<TrustStore> {
+    const ts = new TrustStore(policy);
+    for (const f of cfg.caFiles) {
+      for (const c of readCertificates(f)) {
+        ts.anchors.set(c.fingerprint256, c);
+        ts.issuers.push(c);
+      }
+    }
+    for (const f of cfg.intermediateFiles) ts.issuers.push(...readCertificates(f));
+    for (const f of cfg.crlFiles) await ts.addCrl(f);
+    for (const f of cfg.signerCertFiles) for (const c of readCertificates(f)) ts.addSignerCert(c);
+    return ts;
+  }
+
+  get anchorCount(): number {
+    return this.anchors.size;
+  }
+
+  private async addCrl(file: string): Promise<void> {
+    const crl = new px509.X509Crl(readFileSync(file));
+    for (const ca of this.issuers) {
+      if (dnKey(rfc4514FromNode(ca.subject)) !== dnKey(crl.issuer)) continue;
+      if (await crl.verify({ publicKey: new px509.X509Certificate(ca.raw) })) {
+        this.crls.set(ca.fingerprint256, crl);
+        return;
+      }
+    }
+    throw new Error(`CRL ${file} is not signed by any configured CA (issuer ${crl.issuer})`);
+  }
+
+  private addSignerCert(c: X509Certificate): void {
+    this.byIssuerSerial.set(issuerSerialKey(rfc4514FromNode(c.issuer), BigInt('0x' + c.serialNumber)), c);
+    this.byThumbprint.set(createHash('sha1').update(c.raw).digest('base64'), c);
+    const ski = new px509.X509Certificate(c.raw).getExtension(px509.SubjectKeyIdentifierExtension);
+    if (ski) this.bySki.set(Buffer.from(ski.keyId, 'hex').toString('base64'), c);
+  }
+
+  findByIssuerSerial(issuerDn: string, serial: string): X509Certificate | undefined {
+    let n: bigint;
+    try {
+      n = BigInt(serial.trim());
+    } catch {
+      return undefined;
+    }
+    return this.byIssuerSerial.get(issuerSerialKey(issuerDn, n));
+  }
+
+  findBySki(base64: string): X509Certificate | undefined {
+    return this.bySki.get(normalizeB64(base64));
+  }
+
+  findByThumbprint(base64: string): X509Certificate | undefined {
+    return this.byThumbprint.get(normalizeB64(base64));
+  }
+
+  /**
+   * The trusted signer for a DER certificate, or a GatewayError saying why not. `cacheKey` is
+   * any string identifying the DER exactly (the token's base64 text avoids hashing it again).
+   */
+  check(der: Buffer, cacheKey: string, now: number): TrustedSigner {
+    let v = this.verdicts.get(cacheKey);
+    if (!v) {
+      v = this.evaluate(der);
+      if (this.verdicts.size >= MAX_CACHED) this.verdicts.clear();
+      this.verdicts.set(cacheKey, v);
+    }
+    if (!v.ok) throw v.error;
+    const s = v.signer;
+    if (now < s.notBefore) throw untrusted(`the signing certificate ${s.subject} is not valid yet`);
+    if (now > s.notAfter) throw untrusted(`the signing certificate ${s.subject} or its chain has expired`);
+    return s;
+  }
+
+  private evaluate(der: Buffer): Verdict {
+    try {
+      return { ok: true, signer: this.buildSigner(der) };
+    } catch (e) {
+      if (e instanceof GatewayError) return { ok: false, error: e };
+      return {
+        ok: false,
+        error: untrusted(`the signing certificate cannot be read: ${(e as Error).message}`),
+      };
+    }
+  }
+
+  private buildSigner(der: Buffer): TrustedSigner {
+    const leaf = new X509Certificate(der);
+    const subject = rfc4514FromNode(leaf.subject);
+    const key = leaf.publicKey;
+    const keyType = checkKey(key, this.policy, subject);
+    const leafExt = new px509.X509Certificate(der);
+    if (leaf.ca) throw untrusted(`${subject} is a CA certificate; requests must be signed by an end entity`);
+    const ku = leafExt.getExtension(px509.KeyUsagesExtension);
+    if (
+      ku &&
+      !(ku.usages & px509.KeyUsageFlags.digitalSignature) &&
+      !(ku.usages & px509.KeyUsageFlags.nonRepudiation)
+    ) {
+      throw untrusted(`the key usage of ${subject} does not allow digital signatures`);
+    }
+
+    let notBefore = dateOf(leaf.validFrom);
+    let notAfter = dateOf(leaf.validTo);
+    let cur = leaf;
+    let curExt = leafExt;
+    for (let depth = 0; !this.anchors.has(cur.fingerprint256); depth++) {
+      if (depth >= MAX_CHAIN) throw untrusted(`the chain of ${subject} is longer than ${MAX_CHAIN}`);
+      const issuer = this.issuers.find((c) => c !== cur && cur.checkIssued(c) && cur.verify(c.publicKey));
+      if (!issuer) {
+        throw untrusted(
+          cur.checkIssued(cur)
+            ? `${subject} is self-signed and not in the trust store`
+            : `${subject} does not chain to a trusted CA (issuer ${rfc4514FromNode(cur.issuer)})`,
+        );
+      }
+      const issuerName = rfc4514FromNode(issuer.subject);
+      if (!issuer.ca) throw untrusted(`${issuerName} issued ${subject} but is not a CA`);
+      const issuerKu = new px509.X509Certificate(issuer.raw).getExtension(px509.KeyUsagesExtension);
+      if (issuerKu && !(issuerKu.usages & px509.KeyUsageFlags.keyCertSign)) {
+        throw untrusted(`${issuerName} may not sign certificates (key usage)`);
+      }
+      const crl = this.crls.get(issuer.fingerprint256);
+      if (crl && crl.findRevoked(curExt)) {
+        throw untrusted(`${rfc4514FromNode(cur.subject)} has been revoked by ${issuerName}`);
+      }
+      notBefore = Math.max(notBefore, dateOf(issuer.validFrom));
+      notAfter = Math.min(notAfter, dateOf(issuer.validTo));
+      cur = issuer;
+      curExt = new px509.X509Certificate(issuer.raw);
+    }
+    return {
+      cert: leaf,
+      key,
+      keyType,
+      subject,
+      fingerprint256: leaf.fingerprint256,
+      notBefore,
+      notAfter,
+    };
+  }
+}
+
+function checkKey(key: KeyObject, policy: KeyPolicy, subject: string): 'rsa' | 'ec' {
+  const d = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = d.modulusLength ?? 0;
+    if (bits < policy.minRsaBits) {
+      throw new GatewayError(
+        'SSP_WSS_ALGORITHM',
+        `the RSA key of ${subject} has ${bits} bits; at least ${policy.minRsaBits} are required`,
+      );
+    }
+    return 'rsa';
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    if (!ALLOWED_CURVES.has(d.namedCurve ?? '')) {
+      throw new GatewayError(
+        'SSP_WSS_ALGORITHM',
+        `the EC curve ${d.namedCurve} of ${subject} is not allowed`,
+      );
+    }
+    return 'ec';
+  }
+  throw new GatewayError(
+    'SSP_WSS_ALGORITHM',
+    `the ${key.asymmetricKeyType} key of ${subject} is not supported`,
+  );
+}
+
+function issuerSerialKey(issuerDn: string, serial: bigint): string {
+  return `${dnKey(issuerDn)}|${serial.toString()}`;
+}
+
+function normalizeB64(s: string): string {
+  return Buffer.from(s.trim(), 'base64').toString('base64');
+}

@@ -1,0 +1,209 @@
+import { expect } from 'chai';
+import { DEFAULT_XML_LIMITS, parseXml, type XmlElement, type XmlNode } from './xml';
+import { XmlRejected } from './xml-scanner';
+import { saxesParse } from '../../test/helpers/saxes-oracle';
+
+const WIDE = { maxDepth: 500, maxAttributes: 500, maxNameLength: 500, maxElements: 100000 };
+
+/**
+ * A comparable plain shape of a tree: names, namespaces, attributes and merged text. Namespace
+ * names are trimmed because saxes trims them while we keep the attribute value as written
+ * (which exclusive c14n must reproduce).
+ */
+function shape(n: XmlNode): unknown {
+  if (typeof n === 'string') return n;
+  const el: XmlElement = n;
+  const children: unknown[] = [];
+  for (const c of el.children) {
+    const last = children[children.length - 1];
+    if (typeof c === 'string' && typeof last === 'string') children[children.length - 1] = last + c;
+    else children.push(shape(c));
+  }
+  return {
+    name: `{${el.uri.trim()}}${el.prefix}:${el.local}`,
+    ns: el.nsDecls && Object.fromEntries(Object.entries(el.nsDecls).map(([p, u]) => [p, u.trim()])),
+    attrs: el.attrs.map((a) => `{${a.uri.trim()}}${a.prefix}:${a.local}=${a.value}`).sort(),
+    children,
+  };
+}
+
+type Outcome = { ok: true; tree: unknown } | { ok: false; why: string };
+
+function ours(text: string, allowComments = false): Outcome {
+  try {
+    return { ok: true, tree: shape(parseXml(text, WIDE, { allowComments })) };
+  } catch (e) {
+    if (e instanceof XmlRejected) return { ok: false, why: e.message };
+    throw e;
+  }
+}
+
+function reference(text: string, allowComments = false): Outcome {
+  try {
+    return { ok: true, tree: shape(saxesParse(text, allowComments)) };
+  } catch (e) {
+    return { ok: false, why: (e as Error).message };
+  }
+}
+
+const VALID = [
+  '<a/>',
+  '<?xml version="1.0" encoding="UTF-8"?>\n<a b="1"/>\n',
+  `<?xml version='1.0'?><a b='x"y'/>`,
+  '\uFEFF<a>bom</a>',
+  '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/><s:Body><m:op xmlns:m="urn:m" m:k="v" k="w">t &lt;&gt;&amp;&apos;&quot; &#65;&#x42;&#x1F600;</m:op></s:Body></s:Envelope>',
+  '<a xmlns="urn:d"><b xmlns=""><c/></b></a>',
+  '<a><![CDATA[<x> & ]]]]><![CDATA[> ]]>tail</a>',
+  '<a x="tab\there\nnl&#9;ref&#10;ref" y="&#13;"/>',
+  '<a>line1\r\nline2\rline3</a>',
+  '<a xml:lang="en" xml:space="preserve"> keep </a>',
+  '<é:ü xmlns:é="urn:e" é:ö="1">漢字 😀</é:ü>',
+  '<a   b = "1"\n\tc="2"  ></a  >',
+  '<a><b/><b/><c>x</c>y<d/></a>',
+  '<p:a xmlns:p="urn:1"><p:b xmlns:p="urn:2"/></p:a>',
+  '<a>]]</a>',
+  '<a>x > y</a>',
+];
+
+const INVALID = [
+  '',
+  '   ',
+  'garbage',
+  '<a>',
+  '<a></b>',
+  '<a><b></a></b>',
+  '<a/><b/>',
+  'text<a/>',
+  '<a/>text',
+  '<a b="1" b="2"/>',
+  '<a xmlns:p="urn:x" xmlns:q="urn:x" p:k="1" q:k="2"/>',
+  '<p:a/>',
+  '<a p:k="1"/>',
+  '<a b=1/>',
+  '<a b="1"c="2"/>',
+  '<a b="<"/>',
+  '<a>&unknown;</a>',
+  '<a>&#0;</a>',
+  '<a>&#xD800;</a>',
+  '<a>& </a>',
+  '<a>]]></a>',
+  '<a>\u0001</a>',
+  '<a b="\u0000"/>',
+  '<!DOCTYPE a><a/>',
+  '<!DOCTYPE a [<!ENTITY e SYSTEM "file:///etc/passwd">]><a>&e;</a>',
+  '<a><?pi x?></a>',
+  '<?pi x?><a/>',
+  '<a/><?xml version="1.0"?>',
+  ' <?xml version="1.0"?><a/>',
+  '<a><!-- c --></a>',
+  '<a><![CDATA[x</a>',
+  '<a xmlns:xmlns="urn:x"/>',
+  '<a xmlns:xml="urn:x"/>',
+  '<a xmlns:p=""/>',
+  '<a:b:c xmlns:a="urn:a"/>',
+  '<:a/>',
+  '<1a/>',
+  '<a></a >x',
+  '<a b="1"',
+  '<a',
+  '<a b',
+  '<a b=',
+  '</a>',
+  '<a></ a>',
+];
+
+describe('soap/xml-scanner: the fast strict parser agrees with saxes', () => {
+  VALID.forEach((text) => {
+    it(`accepts and builds the same tree: ${JSON.stringify(text).slice(0, 70)}`, () => {
+      const ref = reference(text);
+      expect(ref.ok, `saxes refused its own corpus entry: ${ref.ok ? '' : ref.why}`).to.equal(true);
+      expect(ours(text)).to.deep.equal(ref);
+    });
+  });
+
+  INVALID.forEach((text) => {
+    it(`refuses: ${JSON.stringify(text).slice(0, 70)}`, () => {
+      expect(reference(text).ok, 'saxes accepted a corpus entry meant to be invalid').to.equal(false);
+      const r = ours(text);
+      expect(r.ok).to.equal(false);
+    });
+  });
+
+  it('allows comments only when asked, and refuses "--" inside them', () => {
+    expect(ours('<a><!-- c --></a>', true).ok).to.equal(true);
+    expect(ours('<!-- c --><a/><!-- d -->', true)).to.deep.equal(reference('<!-- c --><a/><!-- d -->', true));
+    expect(ours('<a><!-- c -- d --></a>', true).ok).to.equal(false);
+  });
+
+  it('classifies refusals: forbidden constructs, limits, malformed input', () => {
+    const kind = (t: string, limits = DEFAULT_XML_LIMITS): string => {
+      try {
+        parseXml(t, limits);
+      } catch (e) {
+        if (e instanceof XmlRejected) return e.kind;
+      }
+      return 'accepted';
+    };
+    expect(kind('<!DOCTYPE a><a/>')).to.equal('forbidden');
+    expect(kind('<a><?x y?></a>')).to.equal('forbidden');
+    expect(kind('<a>' + '<b>'.repeat(100) + '</b>'.repeat(100) + '</a>')).to.equal('limit');
+    expect(kind(`<a ${Array.from({ length: 100 }, (_, i) => `a${i}="1"`).join(' ')}/>`)).to.equal('limit');
+    expect(kind('<a><b></a>')).to.equal('malformed');
+  });
+
+  it('agrees with saxes on 4,000 randomly mutated SOAP envelopes', () => {
+    const base =
+      '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:w="urn:w"><s:Header><w:T w:Id="t1" a="x &amp; y">2026</w:T></s:Header>' +
+      '<s:Body w:Id="b1"><m:op xmlns:m="urn:m" xmlns="urn:d"><m:v>1 &lt; 2</m:v><x y="&#65;"/><![CDATA[c]]></m:op></s:Body></s:Envelope>';
+    const alphabet = [
+      '<',
+      '>',
+      '&',
+      ';',
+      '"',
+      "'",
+      '=',
+      '/',
+      ':',
+      'x',
+      ' ',
+      '!',
+      '?',
+      '[',
+      ']',
+      '-',
+      '#',
+      '\u0001',
+      'é',
+    ];
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const disagreements: string[] = [];
+    let accepted = 0;
+    for (let i = 0; i < 4000; i++) {
+      let t = base;
+      for (let k = 1 + rand(3); k > 0; k--) {
+        const at = rand(t.length);
+        const op = rand(3);
+        const ch = alphabet[rand(alphabet.length)]!;
+        t =
+          op === 0
+            ? t.slice(0, at) + t.slice(at + 1)
+            : op === 1
+              ? t.slice(0, at) + ch + t.slice(at)
+              : t.slice(0, at) + ch + t.slice(at + 1);
+      }
+      const a = ours(t);
+      const b = reference(t);
+      if (a.ok) accepted++;
+      if (a.ok !== b.ok || (a.ok && b.ok && JSON.stringify(a.tree) !== JSON.stringify(b.tree))) {
+        disagreements.push(`${JSON.stringify(t)} ours=${a.ok ? 'ok' : a.why} saxes=${b.ok ? 'ok' : b.why}`);
+      }
+    }
+    expect(disagreements.slice(0, 5)).to.deep.equal([]);
+    expect(accepted).to.be.greaterThan(100);
+  });
+});
