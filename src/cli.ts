@@ -2,19 +2,38 @@
 /**
  * symphony-soap-proxy serve [--config FILE] [--dev]
  * symphony-soap-proxy grid  [grid options, see src/grid/main.ts]
+ * symphony-soap-proxy certs dev [--out DIR] [--force]
  */
 import { parseArgs } from 'node:util';
 import { startProxy } from './app';
 import { ConfigError, loadConfig } from './config';
 import { log, setLogLevel } from './log';
+import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './security/certs-command';
+import { generateDevPki } from './security/dev-pki';
+import { relative } from 'node:path';
 
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: { config: { type: 'string', short: 'c' }, dev: { type: 'boolean', default: false } },
   });
-  // --dev: the fresh-clone experience — embedded reference grid on loopback.
-  const base = values.dev ? { security: { mode: 'off' }, grid: { embedded: true } } : {};
+  // --dev: the fresh-clone experience. Embedded reference grid on loopback, and WS-Security
+  // on, with a development PKI generated on first run (the CA signs the client's certificate).
+  let base: Record<string, unknown> = {};
+  let devCerts: Record<string, string> | null = null;
+  if (values.dev) {
+    const pki = await generateDevPki(DEFAULT_DEV_CERTS_DIR);
+    if (pki.created) console.log(`generated development certificates in ${pki.dir}`);
+    devCerts = pki.files;
+    base = {
+      security: {
+        mode: 'wss',
+        trust: { caFiles: [pki.files.ca], crlFiles: [pki.files.crl] },
+        responseSigning: { certFile: pki.files.proxySigningEc, keyFile: pki.files.proxySigningEcKey },
+      },
+      grid: { embedded: true },
+    };
+  }
   const config = loadConfig(values.config, process.env, base);
   setLogLevel(config.log.level);
   const proxy = await startProxy(config);
@@ -26,7 +45,12 @@ async function serve(argv: string[]): Promise<void> {
       ? '  SECURITY OFF: unsigned, unauthenticated requests are accepted. Development only.'
       : '',
     config.grid.embedded ? '  grid:   embedded reference grid (applications: echo, cpu)' : '',
-    `  try:    /usr/bin/python3 -m zeep ${proxy.wsdlUrl}`,
+    config.security.mode === 'wss'
+      ? `  WS-Security: signed requests only; responses ${proxy.responseSigning ? `signed (${proxy.responseSigning})` : 'unsigned'}`
+      : '',
+    devCerts
+      ? `  try:    /usr/bin/python3 test/zeep/signed_flow.py --wsdl ${proxy.wsdlUrl} --client-cert ${rel(devCerts.client!)} --client-key ${rel(devCerts.clientKey!)} --proxy-cert ${rel(devCerts.proxySigningEc!)}`
+      : `  try:    /usr/bin/python3 -m zeep ${proxy.wsdlUrl}`,
   ]
     .filter(Boolean)
     .join('\n');
@@ -45,18 +69,24 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+function rel(file: string): string {
+  return relative(process.cwd(), file) || file;
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   switch (cmd) {
     case 'serve':
       return serve(rest);
+    case 'certs':
+      return certsCommand(rest);
     case 'grid':
       process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
       await import('./grid/main.js');
       return;
     default:
       console.error(
-        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE]',
+        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE] | certs dev [--out DIR] [--force]',
       );
       process.exit(2);
   }
