@@ -29,7 +29,7 @@ export function proxyConfig(
     server: { host: '127.0.0.1', port: 0 },
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     security: { mode: 'off' },
-    log: { level: 'warn' },
+    log: { level: 'error' },
     grid: {
       defaultCluster: 'default',
       clusters: [
