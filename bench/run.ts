@@ -13,6 +13,9 @@ import { createInterface } from 'node:readline';
 import { GridClient } from '../src/backend/client';
 import { spawnGrid, startProxyProcess, proxyConfig } from '../test/helpers/processes';
 import { ECHO_REQUEST } from './baseline-servers';
+import { signedPool } from './signed-pool';
+import { generateDevPki } from '../src/security/dev-pki';
+import { EnvelopeSigner } from '../src/security/envelope-signer';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -54,6 +57,32 @@ function http(url: string, body: string, headers: Record<string, string>): Probe
       throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
     }
     return r.requests.average;
+  };
+}
+
+/**
+ * Signed requests: each call carries a signature the proxy has never seen (its replay cache
+ * refuses a second use), from a pool signed before the measured run.
+ */
+function signedHttp(url: string, makePool: (count: number) => Promise<string[]>): Probe {
+  let lastRate = 8000;
+  return async (seconds) => {
+    const bodies = await makePool(Math.ceil(Math.max(lastRate * 2, 8000) * seconds));
+    let next = 0;
+    const r = await autocannon({
+      url,
+      method: 'POST',
+      headers: { 'content-type': 'text/xml; charset=utf-8' },
+      connections: CONNECTIONS,
+      duration: seconds,
+      requests: [{ setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] }) }],
+    });
+    if (next > bodies.length) throw new Error(`${url}: the pool of ${bodies.length} signed requests ran out`);
+    if (r.non2xx || r.errors || r.timeouts) {
+      throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
+    }
+    lastRate = r.requests.average;
+    return lastRate;
   };
 }
 
@@ -113,6 +142,20 @@ async function main(): Promise<void> {
   );
   const grid = await spawnGrid(['--port', '0', '--config', gridConfig]);
   const proxy = await startProxyProcess(proxyConfig([grid.address], '', { admin: { enabled: false } }));
+  // WS-Security proxies: verification only, then with RSA and with ECDSA response signing.
+  const pki = await generateDevPki(join(dir, 'pki'));
+  const f = pki.files as Record<string, string>;
+  const wss = (responseSigning: Record<string, unknown>): Record<string, unknown> =>
+    proxyConfig([grid.address], '', {
+      admin: { enabled: false },
+      security: { mode: 'wss', trust: { caFiles: [f.ca], crlFiles: [f.crl] }, responseSigning },
+    });
+  const signedProxies = {
+    verify: await startProxyProcess(wss({ enabled: false })),
+    rsa: await startProxyProcess(wss({ certFile: f.proxySigningRsa, keyFile: f.proxySigningRsaKey })),
+    ecdsa: await startProxyProcess(wss({ certFile: f.proxySigningEc, keyFile: f.proxySigningEcKey })),
+  };
+  const clientSigner = new EnvelopeSigner({ certFile: f.client!, keyFile: f.clientKey! });
   const bare = await startBaseline('bare');
   const nodeSoap = await startBaseline('node-soap');
   const nodeSoapContract = await startBaseline('node-soap-contract');
@@ -190,6 +233,51 @@ async function main(): Promise<void> {
       ),
     });
 
+    // The client signs with RSA-2048 and SHA-256, the common case (zeep, WSS4J defaults).
+    const signedCall = async (url: string, inner: string): Promise<string> => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'text/xml' },
+        body: clientSigner.envelope('1.1', inner),
+      });
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`signed setup call failed: ${text}`);
+      return text;
+    };
+    const signedRows: [keyof typeof signedProxies, string][] = [
+      ['verify', 'proxy sendTaskInput (1 task, RSA-signed request verified, response unsigned)'],
+      ['rsa', 'proxy sendTaskInput (signed request verified, response signed RSA-SHA256)'],
+      ['ecdsa', 'proxy sendTaskInput (signed request verified, response signed ECDSA-SHA256)'],
+    ];
+    for (const [kind, name] of signedRows) {
+      const url = signedProxies[kind].url;
+      const conn = /connectionId>([^<]+)</.exec(
+        await signedCall(
+          url,
+          `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
+        ),
+      )![1]!;
+      const sid = /sessionId>([^<]+)</.exec(
+        await signedCall(
+          url,
+          `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
+        ),
+      )![1]!;
+      plan.push({
+        name,
+        tasksPerCall: 1,
+        probe: signedHttp(url, (count) =>
+          signedPool({
+            certFile: f.client!,
+            keyFile: f.clientKey!,
+            version: '1.1',
+            count,
+            body: `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId><sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:text>payload-{n}</sym:text></sym:taskInput></sym:taskSubmissionAttributes></sym:sendTaskInput>`,
+          }),
+        ),
+      });
+    }
+
     const gridClient = new GridClient({ name: 'bench', addresses: [grid.address], poolSize: 2 });
     await new Promise((r) => gridClient.once('up', r));
     const { connectionId: directConn } = await gridClient.call('connect', {
@@ -214,6 +302,7 @@ async function main(): Promise<void> {
     gridClient.close();
   } finally {
     await proxy.stop();
+    for (const p of Object.values(signedProxies)) await p.stop();
     await grid.stop();
     bare.child.kill();
     nodeSoap.child.kill();
@@ -242,6 +331,16 @@ async function main(): Promise<void> {
     `| proxy single ÷ node-soap echo (one-operation WSDL) | ${(single / by('node-soap echo server (one')).toFixed(2)}× | – |`,
   );
   console.log(`| proxy batched tasks/s | ${fmt(batchTasks)} | ≥ 50,000 |`);
+  const verified = by('proxy sendTaskInput (1 task, RSA-signed');
+  console.log(
+    `| signed + verified single ÷ bare node http | ${(verified / by('bare node http')).toFixed(2)}× | ≥ 0.17× |`,
+  );
+  console.log(
+    `| signed, RSA-signed response ÷ verified only | ${(by('proxy sendTaskInput (signed request verified, response signed RSA') / verified).toFixed(2)}× | – |`,
+  );
+  console.log(
+    `| signed, ECDSA-signed response ÷ verified only | ${(by('proxy sendTaskInput (signed request verified, response signed ECDSA') / verified).toFixed(2)}× | – |`,
+  );
   console.log(`| proxy single ÷ bare node http | ${(single / by('bare node http')).toFixed(2)}× | – |`);
   console.log(
     `| proxy single ÷ direct to grid (1 task) | ${(single / by('direct to grid over TCP (1')).toFixed(2)}× | – |`,

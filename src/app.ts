@@ -12,7 +12,7 @@ import { identify } from './stages/identify';
 import { wssecurity } from './stages/wssecurity';
 import { TrustStore } from './security/truststore';
 import { WssVerifier } from './security/verifier';
-import { ResponseSigner } from './security/response-signer';
+import { EnvelopeSigner } from './security/envelope-signer';
 import { envelope, type EnvelopeWriter } from './soap/envelope';
 import { readFileSync } from 'node:fs';
 import { route } from './stages/route';
@@ -82,7 +82,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const rs = sec.responseSigning;
   const signer =
     rs.enabled && rs.certFile && rs.keyFile
-      ? new ResponseSigner({
+      ? new EnvelopeSigner({
           certFile: rs.certFile,
           keyFile: rs.keyFile,
           ttlSeconds: sec.timestamp.ttlSeconds,

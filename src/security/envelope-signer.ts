@@ -1,7 +1,8 @@
 /**
- * Signs response envelopes: a Timestamp, the proxy's certificate as a BinarySecurityToken and
- * a Signature over Body and Timestamp, so a client can prove the answer came from the proxy
- * and was not altered by anything in between.
+ * Signs envelopes the WS-Security way: a Timestamp, the signer's certificate as a
+ * BinarySecurityToken and a Signature over Body and Timestamp. The proxy signs its responses
+ * with it, so a client can prove the answer came from the proxy and was not altered on the
+ * way; the benchmark uses it as a fast signing client.
  *
  * We write the SignedInfo and Timestamp ourselves, already in canonical form, so only the
  * Body needs canonicalizing; it is re-read with our parser because a grid's XML payload may
@@ -38,14 +39,14 @@ const OWN_OUTPUT_LIMITS: XmlLimits = {
   maxElements: 50_000_000,
 };
 
-export interface ResponseSignerOptions {
+export interface EnvelopeSignerOptions {
   certFile: string;
   keyFile: string;
   /** Lifetime written into the response Timestamp. */
   ttlSeconds?: number;
 }
 
-export class ResponseSigner {
+export class EnvelopeSigner {
   readonly algorithm: 'rsa-sha256' | 'ecdsa-sha256';
   private readonly key: KeyObject;
   private readonly tokenB64: string;
@@ -53,7 +54,7 @@ export class ResponseSigner {
   private readonly idPrefix = randomBytes(4).toString('hex');
   private counter = 0;
 
-  constructor(opts: ResponseSignerOptions) {
+  constructor(opts: EnvelopeSignerOptions) {
     const cert = new X509Certificate(readFileSync(opts.certFile));
     this.key = createPrivateKey(readFileSync(opts.keyFile));
     if (!cert.checkPrivateKey(this.key)) {
