@@ -387,13 +387,18 @@ export class WssVerifier {
   }
 
   private fromX509Data(x509Data: XmlElement): { der: Buffer; cacheKey: string; token: null } {
-    const [inner, ...more] = childElements(x509Data);
-    if (!inner || more.length)
-      throw structure('X509Data must hold exactly one X509IssuerSerial or X509Certificate');
-    if (is(inner, DS_NS, 'X509Certificate')) {
-      const text = textOf(inner).replace(/\s+/g, '');
+    const items = childElements(x509Data);
+    if (items.length === 0 || items.length > 2) {
+      throw structure('X509Data must hold an X509Certificate and/or one X509IssuerSerial');
+    }
+    // zeep's plain Signature sends both; the certificate itself is what gets trust-checked.
+    const certEl = items.find((i) => is(i, DS_NS, 'X509Certificate'));
+    if (certEl) {
+      const text = textOf(certEl).replace(/\s+/g, '');
       return { der: Buffer.from(text, 'base64'), cacheKey: text, token: null };
     }
+    if (items.length !== 1) throw structure('X509Data must hold one X509IssuerSerial');
+    const inner = items[0]!;
     if (!is(inner, DS_NS, 'X509IssuerSerial'))
       throw structure(`X509Data holds an unsupported ${inner.local}`);
     const fields = childElements(inner);
