@@ -2,11 +2,25 @@ import { expect } from 'chai';
 import { applyEnv, ConfigError, parseConfig } from './config';
 
 describe('config: validation and env overrides', () => {
-  it('requires an explicit security mode', () => {
+  it('requires WS-Security by default, and says how to give it a trust store', () => {
     expect(() => parseConfig({ grid: { embedded: true } }))
       .to.throw(ConfigError)
       .with.property('message')
-      .that.contains('security');
+      .that.contains('security.trust.caFiles')
+      .and.contains('certs dev');
+    expect(
+      parseConfig({
+        grid: { embedded: true },
+        security: { trust: { caFiles: ['ca.pem'] }, responseSigning: { enabled: false } },
+      }).security.mode,
+    ).to.equal('wss');
+  });
+
+  it('wants a key and certificate when responses are signed', () => {
+    expect(() => parseConfig({ grid: { embedded: true }, security: { trust: { caFiles: ['ca.pem'] } } }))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.contains('security.responseSigning');
   });
 
   it('names the offending key', () => {
