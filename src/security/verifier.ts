@@ -9,7 +9,8 @@
  *
  * Checks run cheapest-first and trust before cryptography, so a forged request costs string
  * comparisons and a cached trust lookup, never a chain build or canonicalization of a large
- * Body: structure → Timestamp → token → trust → algorithms → SignedInfo → digests → replay.
+ * Body: structure → Timestamp → algorithm names → references → token → trust → key/method
+ * match → SignedInfo signature → digests → replay.
  */
 import { createHash, timingSafeEqual, verify as cryptoVerify } from 'node:crypto';
 import { GatewayError } from '../errors/catalogue';
