@@ -420,6 +420,21 @@ export function canonicalSignedInfo(parts: SignedParts): string {
 }
 
 /**
+ * Puts an identity XPath filter before exc-c14n on the Body reference: the digest stays right,
+ * so only a verifier's transform policy can object. SignedInfo must be re-signed afterwards.
+ */
+export function addBodyXPathTransform(parts: SignedParts): void {
+  const bodyRef = childElementsNS(parts.signedInfo, NS.ds, 'Reference')[0]!;
+  const transforms = childElementsNS(bodyRef, NS.ds, 'Transforms')[0]!;
+  const transform = parts.doc.createElementNS(NS.ds, 'ds:Transform');
+  transform.setAttribute('Algorithm', URIS.xpath);
+  const expr = parts.doc.createElementNS(NS.ds, 'ds:XPath');
+  expr.textContent = 'not(ancestor-or-self::ds:Signature)';
+  transform.appendChild(expr);
+  transforms.insertBefore(transform, transforms.firstChild);
+}
+
+/**
  * Recomputes SignatureValue over the current SignedInfo after a test has edited it: the result
  * is cryptographically valid, so only the verifier's policy can refuse it.
  */

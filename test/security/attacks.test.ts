@@ -41,7 +41,7 @@ import {
   XMLSEC1_INSTALL,
 } from '../helpers/signature-peers';
 import {
-  childElementsNS,
+  addBodyXPathTransform,
   faultCodeOf,
   importFragment,
   NS,
@@ -210,14 +210,7 @@ function edit(signedXml: string, change: (p: ReturnType<typeof signedParts>) => 
 /** Adds an XPath filter (an identity one: the digest stays right) before exc-c14n on the Body reference. */
 function withXPathTransform(signedXml: string, keyPem: string): string {
   return edit(signedXml, (p) => {
-    const bodyRef = childElementsNS(p.signedInfo, NS.ds, 'Reference')[0]!;
-    const transforms = childElementsNS(bodyRef, NS.ds, 'Transforms')[0]!;
-    const transform = p.doc.createElementNS(NS.ds, 'ds:Transform');
-    transform.setAttribute('Algorithm', URIS.xpath);
-    const expr = p.doc.createElementNS(NS.ds, 'ds:XPath');
-    expr.textContent = 'not(ancestor-or-self::ds:Signature)';
-    transform.appendChild(expr);
-    transforms.insertBefore(transform, transforms.firstChild);
+    addBodyXPathTransform(p);
     resignSignedInfo(p, keyPem);
   });
 }
