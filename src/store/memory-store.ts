@@ -2,13 +2,15 @@
  * The single-process store: plain maps. Records live until closed, like the grid's; claimed
  * keys expire, swept lazily so that an idle proxy does no work.
  */
-import type { ConnectionRecord, SessionRecord, StateStore } from './store';
+import { RateWindows } from './rate-window';
+import type { ConnectionRecord, RateDecision, RateLimit, SessionRecord, StateStore } from './store';
 
 export class MemoryStore implements StateStore {
   private readonly connections = new Map<string, ConnectionRecord>();
   private readonly sessions = new Map<string, SessionRecord>();
   private readonly claims = new Map<string, number>();
   private nextSweep = 0;
+  private readonly rates = new RateWindows();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);
@@ -43,6 +45,9 @@ export class MemoryStore implements StateStore {
     if (until !== undefined && until > now) return false;
     this.claims.set(key, now + ttlMs);
     return true;
+  }
+  async admit(limits: RateLimit[]): Promise<RateDecision> {
+    return this.rates.admit(limits);
   }
   async close(): Promise<void> {
     this.claims.clear();

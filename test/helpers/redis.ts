@@ -1,0 +1,126 @@
+/** A throwaway redis-server on a free loopback port, for tests of the shared store. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { hasCommand } from './peers';
+
+export interface RedisProcess {
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+  /** Stops and starts again on the same port, with empty data (nothing is persisted). */
+  restart(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 10000;
+const STOP_GRACE_MS = 5000;
+
+export function hasRedis(): boolean {
+  return hasCommand('redis-server', ['--version']);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+/** One PING over a raw socket, so that readiness does not depend on the client under test. */
+function pings(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    let got = '';
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('error', () => done(false));
+    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n')) done(got.startsWith('+PONG'));
+    });
+  });
+}
+
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (exited(child)) return;
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+  await gone;
+  clearTimeout(timer);
+}
+
+async function launch(port: number, dir: string): Promise<ChildProcess> {
+  const args = [
+    '--bind',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+  ];
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (d: Buffer): void => {
+    output = (output + d.toString()).slice(-4000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exited(child)) throw new Error(`redis-server exited before answering on port ${port}:\n${output}`);
+    if (await pings(port)) return child;
+    await sleep(50);
+  }
+  await stopProcess(child);
+  throw new Error(
+    `redis-server did not answer PING on port ${port} within ${START_TIMEOUT_MS} ms:\n${output}`,
+  );
+}
+
+export async function startRedis(): Promise<RedisProcess> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'ssp-redis-'));
+  let child = await launch(port, dir);
+  // A crashed test run must not leave a server behind.
+  const reap = (): void => {
+    if (!exited(child)) child.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      await stopProcess(child);
+      process.off('exit', reap);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await stopProcess(child);
+      mkdirSync(dir, { recursive: true });
+      child = await launch(port, dir);
+      process.off('exit', reap);
+      process.once('exit', reap);
+    },
+  };
+}
