@@ -1,0 +1,117 @@
+/**
+ * Holds the policy in effect and replaces it on reload (file change, SIGHUP or the admin
+ * call). A reload builds the new snapshot completely before swapping a single reference, so
+ * requests in flight finish under the snapshot they started with; a file that fails to load
+ * leaves the previous good policy in place and is reported on /readyz and in the metrics.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { log } from '../log';
+import { ActivePolicy } from './active-policy';
+import { loadControlFile, type LoadOptions } from './control-file';
+
+export type ReloadTrigger = 'start' | 'file' | 'signal' | 'admin';
+
+export interface ReloadOutcome {
+  ok: boolean;
+  /** false when the file's bytes were unchanged and nothing was rebuilt. */
+  changed: boolean;
+  error?: string;
+}
+
+export interface PolicyEvents {
+  reloaded(trigger: ReloadTrigger, outcome: ReloadOutcome): void;
+}
+
+export class PolicyManager {
+  private active: ActivePolicy;
+  private lastErrorText: string | null = null;
+  private watcher: FSWatcher | null = null;
+  private debounce: NodeJS.Timeout | null = null;
+  /** Reloads run one at a time, in order. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly file: string,
+    private readonly opts: LoadOptions,
+    private readonly events: PolicyEvents,
+    first: ActivePolicy,
+  ) {
+    this.active = first;
+  }
+
+  /** The first load must succeed: without a good policy there is nothing to fall back to. */
+  static async start(file: string, opts: LoadOptions, events: PolicyEvents): Promise<PolicyManager> {
+    const abs = resolve(file);
+    const first = await ActivePolicy.compile(await loadControlFile(abs, opts));
+    const m = new PolicyManager(abs, opts, events, first);
+    events.reloaded('start', { ok: true, changed: true });
+    return m;
+  }
+
+  get current(): ActivePolicy {
+    return this.active;
+  }
+
+  /** The message of the last failed reload, or null once a reload has succeeded. */
+  get lastError(): string | null {
+    return this.lastErrorText;
+  }
+
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    const run = this.chain.then(() => this.reloadNow(trigger));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadNow(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    let outcome: ReloadOutcome;
+    try {
+      const control = await loadControlFile(this.file, this.opts);
+      if (control.sha256 === this.active.control.sha256 && this.lastErrorText === null) {
+        outcome = { ok: true, changed: false };
+      } else {
+        const next = await ActivePolicy.compile(control);
+        const prev = this.active;
+        this.active = next;
+        prev.retire();
+        this.lastErrorText = null;
+        outcome = { ok: true, changed: true };
+        log.info('SLA control file reloaded', { trigger, file: this.file, versions: next.uris.length });
+      }
+    } catch (e) {
+      this.lastErrorText = (e as Error).message;
+      outcome = { ok: false, changed: false, error: this.lastErrorText };
+      log.error('SLA control file rejected; the previous policy stays in effect', {
+        trigger,
+        file: this.file,
+        error: this.lastErrorText,
+      });
+    }
+    this.events.reloaded(trigger, outcome);
+    return outcome;
+  }
+
+  /**
+   * Watches the directory, not the file: editors and deploy tools replace a file by renaming
+   * a new one over it, which ends a watch on the old inode.
+   */
+  watchFile(debounceMs = 150): void {
+    const name = basename(this.file);
+    this.watcher = watch(dirname(this.file), (_event, changed) => {
+      if (changed !== null && changed.toString() !== name) return;
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => {
+        this.debounce = null;
+        void this.reload('file');
+      }, debounceMs);
+    });
+    this.watcher.on('error', (e) => log.warn('cannot watch the SLA control file', { error: e.message }));
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    if (this.debounce) clearTimeout(this.debounce);
+    await this.chain;
+  }
+}
