@@ -16,6 +16,7 @@ import { ECHO_REQUEST } from './baseline-servers';
 import { signedPool } from './signed-pool';
 import { generateDevPki } from '../src/security/dev-pki';
 import { EnvelopeSigner } from '../src/security/envelope-signer';
+import { startRedis } from '../test/helpers/redis';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -156,6 +157,49 @@ async function main(): Promise<void> {
     ecdsa: await startProxyProcess(wss({ certFile: f.proxySigningEc, keyFile: f.proxySigningEcKey })),
   };
   const clientSigner = new EnvelopeSigner({ certFile: f.client!, keyFile: f.clientKey! });
+
+  // Policy rows: the same typed-XML sendTaskInput with and without an SLA control file that
+  // checks the SLA, applies an SLA and an SLD limit (moving windows, high enough never to
+  // refuse) and validates the payload against its XSD.
+  const redis = await startRedis();
+  const policyFile = join(dir, 'sla-control.xml');
+  const xsd = join(__dirname, '..', '..', 'schemas', 'payloads', 'mathserver-v1.xsd');
+  const slas = ['anonymous', 'BENCH']
+    .map((c) => `<SLA consumerId="${c}"><Policy>SLA_10000000MessagesPer10Seconds_Throttle</Policy></SLA>`)
+    .join('');
+  writeFileSync(
+    policyFile,
+    `<BusinessServices><BusinessService name="echo"><ServiceVersion uri="/bench/V1"><SLAs>${slas}</SLAs>` +
+      `<SLD><Policy>SLD_10000000MessagesPer10Seconds_Throttle</Policy><EndPoint><URL>grid-a</URL>` +
+      `<Request><InputSchemaURL>${xsd}</InputSchemaURL></Request></EndPoint></SLD></ServiceVersion>` +
+      `</BusinessService></BusinessServices>`,
+  );
+  const policy = { file: policyFile, watch: false };
+  const benchConsumer = {
+    consumers: [{ id: 'BENCH', subject: 'CN=dev-client,OU=cloud,O=symphony-soap-proxy dev' }],
+  };
+  const policyProxies = {
+    plain: await startProxyProcess(proxyConfig([grid.address], '', { admin: { enabled: false } })),
+    memory: await startProxyProcess(proxyConfig([grid.address], '', { admin: { enabled: false }, policy })),
+    redis: await startProxyProcess(
+      proxyConfig([grid.address], '', {
+        admin: { enabled: false },
+        policy,
+        store: { kind: 'redis', redis: { url: redis.url } },
+      }),
+    ),
+    signedPlain: await startProxyProcess(wss({ enabled: false })),
+    signedPolicy: await startProxyProcess({
+      ...wss({ enabled: false }),
+      policy,
+      security: {
+        mode: 'wss',
+        trust: { caFiles: [f.ca], crlFiles: [f.crl] },
+        responseSigning: { enabled: false },
+        ...benchConsumer,
+      },
+    }),
+  };
   const bare = await startBaseline('bare');
   const nodeSoap = await startBaseline('node-soap');
   const nodeSoapContract = await startBaseline('node-soap-contract');
@@ -278,6 +322,61 @@ async function main(): Promise<void> {
       });
     }
 
+    const typed = `<sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:xml><m:add xmlns:m="urn:example:mathserver:v1"><m:a>1</m:a><m:b>{n}</m:b></m:add></sym:xml></sym:taskInput></sym:taskSubmissionAttributes>`;
+    const policyRows: [keyof typeof policyProxies, string, string, boolean][] = [
+      ['plain', '/symphony', 'proxy sendTaskInput typed XML, unsigned, no policy', false],
+      [
+        'memory',
+        '/bench/V1',
+        'proxy sendTaskInput typed XML, unsigned, policy: SLA check + SLA/SLD limits (memory) + XSD validation',
+        false,
+      ],
+      [
+        'redis',
+        '/bench/V1',
+        'proxy sendTaskInput typed XML, unsigned, policy: SLA check + SLA/SLD limits (Redis) + XSD validation',
+        false,
+      ],
+      ['signedPlain', '/symphony', 'proxy sendTaskInput typed XML, signed, no policy', true],
+      [
+        'signedPolicy',
+        '/bench/V1',
+        'proxy sendTaskInput typed XML, signed, policy: SLA check + SLA/SLD limits (memory) + XSD validation',
+        true,
+      ],
+    ];
+    for (const [kind, path, name, signed] of policyRows) {
+      const url = new URL(path, policyProxies[kind].url).toString();
+      const call = signed ? signedCall : soapCall;
+      const wrap = signed ? (inner: string): string => inner : envelope;
+      const conn = /connectionId>([^<]+)</.exec(
+        await call(
+          url,
+          wrap(
+            `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
+          ),
+        ),
+      )![1]!;
+      const sid = /sessionId>([^<]+)</.exec(
+        await call(
+          url,
+          wrap(
+            `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
+          ),
+        ),
+      )![1]!;
+      const body = `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId>${typed}</sym:sendTaskInput>`;
+      plan.push({
+        name,
+        tasksPerCall: 1,
+        probe: signed
+          ? signedHttp(url, (count) =>
+              signedPool({ certFile: f.client!, keyFile: f.clientKey!, version: '1.1', count, body }),
+            )
+          : http(url, envelope(body.replace('{n}', '2')), xml),
+      });
+    }
+
     const gridClient = new GridClient({ name: 'bench', addresses: [grid.address], poolSize: 2 });
     await new Promise((r) => gridClient.once('up', r));
     const { connectionId: directConn } = await gridClient.call('connect', {
@@ -303,6 +402,8 @@ async function main(): Promise<void> {
   } finally {
     await proxy.stop();
     for (const p of Object.values(signedProxies)) await p.stop();
+    for (const p of Object.values(policyProxies)) await p.stop();
+    await redis.stop();
     await grid.stop();
     bare.child.kill();
     nodeSoap.child.kill();
@@ -342,6 +443,16 @@ async function main(): Promise<void> {
     `| signed, ECDSA-signed response ÷ verified only | ${(by('proxy sendTaskInput (signed request verified, response signed ECDSA') / verified).toFixed(2)}× | – |`,
   );
   console.log(`| proxy single ÷ bare node http | ${(single / by('bare node http')).toFixed(2)}× | – |`);
+  const noPolicy = by('proxy sendTaskInput typed XML, unsigned, no policy');
+  console.log(
+    `| policy (memory limits) ÷ no policy, unsigned | ${(by('proxy sendTaskInput typed XML, unsigned, policy: SLA check + SLA/SLD limits (memory)') / noPolicy).toFixed(2)}× | – |`,
+  );
+  console.log(
+    `| policy (Redis limits) ÷ no policy, unsigned | ${(by('proxy sendTaskInput typed XML, unsigned, policy: SLA check + SLA/SLD limits (Redis)') / noPolicy).toFixed(2)}× | – |`,
+  );
+  console.log(
+    `| policy ÷ no policy, signed | ${(by('proxy sendTaskInput typed XML, signed, policy') / by('proxy sendTaskInput typed XML, signed, no policy')).toFixed(2)}× | – |`,
+  );
   console.log(
     `| proxy single ÷ direct to grid (1 task) | ${(single / by('direct to grid over TCP (1')).toFixed(2)}× | – |`,
   );

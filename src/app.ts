@@ -25,6 +25,17 @@ import { sessionService } from './services/session-service';
 import { taskService } from './services/task-service';
 import type { ServiceDeps } from './services/deps';
 import { MemoryStore } from './store/memory-store';
+import { RedisStore } from './store/redis-store';
+import { StoreUnavailableError, type StateStore } from './store/store';
+import { authorize } from './stages/authorize';
+import { ratelimit } from './stages/ratelimit';
+import { validate } from './stages/validate';
+import { PolicyManager, type ReloadOutcome } from './policy/policy-manager';
+import { ProxyMetrics } from './server/metrics';
+import { AuditLog } from './audit/audit-log';
+import { callRecord } from './audit/call-record';
+import type { GatewayError } from './errors/catalogue';
+import type { RequestContext } from './pipeline/context';
 import { createSoapServer } from './server/soap-server';
 import { wsdlDocuments } from './server/wsdl-serving';
 import { createAdminApp, listen } from './server/admin-server';
@@ -37,7 +48,32 @@ export interface RunningProxy {
   config: ProxyConfig;
   router: GridRouter;
   responseSigning: 'rsa-sha256' | 'ecdsa-sha256' | null;
+  /** Service version uris in effect, when an SLA control file is configured. */
+  serviceVersions(): string[] | null;
+  /** Reloads the SLA control file (SIGHUP); resolves with the outcome. */
+  reloadPolicy(): Promise<ReloadOutcome> | null;
   close(): Promise<void>;
+}
+
+/** The replay cache: the shared store, optionally backed by a per-process one while it is away. */
+function replayCache(store: StateStore, sec: ProxyConfig['security']): Pick<StateStore, 'claimOnce'> {
+  if (store instanceof MemoryStore || sec.replayCacheOnStoreFailure === 'refuse') return store;
+  const local = new MemoryStore();
+  let warnedAt = 0;
+  return {
+    async claimOnce(key, ttlMs) {
+      try {
+        return await store.claimOnce(key, ttlMs);
+      } catch (e) {
+        if (!(e instanceof StoreUnavailableError)) throw e;
+        if (Date.now() - warnedAt > 10_000) {
+          warnedAt = Date.now();
+          log.warn("shared replay cache unreachable; using this proxy's own cache", { error: e.message });
+        }
+        return local.claimOnce(key, ttlMs);
+      }
+    },
+  };
 }
 
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
@@ -63,7 +99,31 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   }
 
   const router = new GridRouter(clusters, config.grid.defaultCluster);
-  const store = new MemoryStore();
+  const store: StateStore =
+    config.store.kind === 'redis' ? await RedisStore.connect(config.store.redis) : new MemoryStore();
+  const metrics = new ProxyMetrics(() => router.status());
+  let policies: PolicyManager | null = null;
+  if (config.policy.file) {
+    policies = await PolicyManager.start(
+      config.policy.file,
+      { resolveCluster: (url) => router.resolve(url) },
+      {
+        reloaded(trigger, outcome) {
+          metrics.policyReloads.inc({
+            trigger,
+            result: outcome.ok ? (outcome.changed ? 'ok' : 'unchanged') : 'error',
+          });
+          metrics.policyLastReloadFailed.set(outcome.ok ? 0 : 1);
+          metrics.policyLastReloadTime.setToCurrentTime();
+          if (policies) metrics.policyServiceVersions.set(policies.current.uris.length);
+        },
+      },
+    );
+    metrics.policyServiceVersions.set(policies.current.uris.length);
+    if (config.policy.watch) policies.watchFile();
+    log.info('SLA control file in effect', { file: policies.file, serviceVersions: policies.current.uris });
+  }
+  const audit = config.audit.enabled ? await AuditLog.open(config.audit.file) : null;
   const deps: ServiceDeps = { router, store, maxTasksPerBatch: config.limits.maxTasksPerBatch };
   const handlers = new Map<string, Handler>(
     Object.entries({ ...connectionService(deps), ...sessionService(deps), ...taskService(deps) }),
@@ -76,7 +136,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let verify: Stage | null = null;
   if (sec.mode === 'wss') {
     const trust = await TrustStore.load(sec.trust, sec.algorithms);
-    verify = wssecurity(new WssVerifier(trust, { ...sec.timestamp, ...sec.algorithms }, store));
+    verify = wssecurity(
+      new WssVerifier(trust, { ...sec.timestamp, ...sec.algorithms }, replayCache(store, sec)),
+    );
     log.info('WS-Security required', { trustAnchors: trust.anchorCount, crls: sec.trust.crlFiles.length });
   }
   const rs = sec.responseSigning;
@@ -96,16 +158,30 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     parse(config.limits),
     ...(verify ? [verify] : []),
     identify(sec),
+    authorize(policies),
     route(contract),
     decode(),
     respond(write),
+    validate(metrics),
+    ratelimit(store, metrics),
     dispatch(handlers),
   ];
+  const pm = policies;
+  const onDone = (ctx: RequestContext, fault: GatewayError | null, bytesOut: number): void => {
+    const now = performance.now();
+    const operation = ctx.operation?.name ?? 'unknown';
+    metrics.requests.inc({ operation, outcome: fault ? fault.code : 'ok' });
+    metrics.proxySeconds.observe({ operation }, (now - ctx.startedAt - ctx.gridMs) / 1000);
+    if (ctx.gridMs > 0) metrics.gridSeconds.observe({ operation }, ctx.gridMs / 1000);
+    audit?.write(callRecord(ctx, fault, bytesOut, now));
+  };
   const tls = config.server.tls;
   const soap = createSoapServer(
     {
       ...config.server,
       writeEnvelope: write,
+      onDone,
+      ...(pm ? { isServicePath: (p: string) => pm.current.version(p) !== undefined } : {}),
       tls: tls && {
         cert: readFileSync(tls.certFile),
         key: readFileSync(tls.keyFile),
@@ -123,9 +199,17 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let admin: http.Server | null = null;
   let adminUrl: string | null = null;
   if (config.admin.enabled) {
+    const token = config.admin.tokenFile ? readFileSync(config.admin.tokenFile, 'utf8').trim() : undefined;
     const app = createAdminApp({
-      notReadyReason: () =>
-        router.status().some((s) => s.connected > 0) ? null : 'no grid cluster has a live connection',
+      notReadyReason: () => {
+        if (!router.status().some((s) => s.connected > 0)) return 'no grid cluster has a live connection';
+        if (pm?.lastError)
+          return `the SLA control file is invalid (the previous policy stays in effect): ${pm.lastError}`;
+        return null;
+      },
+      registry: metrics.registry,
+      ...(pm ? { reloadPolicy: () => pm.reload('admin') } : {}),
+      ...(token ? { token } : {}),
     });
     const { createServer } = await import('node:http');
     admin = createServer(app);
@@ -140,6 +224,8 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     config,
     router,
     responseSigning: signer?.algorithm ?? null,
+    serviceVersions: () => pm?.current.uris ?? null,
+    reloadPolicy: () => (pm ? pm.reload('signal') : null),
     async close() {
       await new Promise<void>((r) => soap.close(() => r()));
       soap.closeAllConnections();
@@ -148,6 +234,8 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         await new Promise<void>((r) => admin!.close(() => r()));
       }
       router.close();
+      await pm?.close();
+      await audit?.close();
       await store.close();
       if (grid) await grid.stop();
     },

@@ -3,6 +3,8 @@
  * symphony-soap-proxy serve [--config FILE] [--dev]
  * symphony-soap-proxy grid  [grid options, see src/grid/main.ts]
  * symphony-soap-proxy certs dev [--out DIR] [--force]
+ * symphony-soap-proxy policy check FILE [--config FILE]
+ * symphony-soap-proxy audit verify FILE
  */
 import { parseArgs } from 'node:util';
 import { startProxy } from './app';
@@ -11,6 +13,9 @@ import { log, setLogLevel } from './log';
 import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './security/certs-command';
 import { generateDevPki } from './security/dev-pki';
 import { relative } from 'node:path';
+import { policyCommand } from './policy/policy-command';
+import { PolicyLoadError } from './policy/model';
+import { auditCommand } from './audit/verify';
 
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -45,6 +50,9 @@ async function serve(argv: string[]): Promise<void> {
       ? '  SECURITY OFF: unsigned, unauthenticated requests are accepted. Development only.'
       : '',
     config.grid.embedded ? '  grid:   embedded reference grid (applications: echo, cpu)' : '',
+    ...(proxy.serviceVersions() ?? []).map(
+      (uri) => `  service version: ${new URL(uri, proxy.url).toString()}`,
+    ),
     config.security.mode === 'wss'
       ? `  WS-Security: signed requests only; responses ${proxy.responseSigning ? `signed (${proxy.responseSigning})` : 'unsigned'}`
       : '',
@@ -65,6 +73,10 @@ async function serve(argv: string[]): Promise<void> {
       () => process.exit(1),
     );
   };
+  process.on('SIGHUP', () => {
+    const r = proxy.reloadPolicy();
+    if (!r) log.warn('SIGHUP ignored: no SLA control file is configured');
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
@@ -80,20 +92,26 @@ async function main(): Promise<void> {
       return serve(rest);
     case 'certs':
       return certsCommand(rest);
+    case 'policy':
+      process.exitCode = await policyCommand(rest);
+      return;
+    case 'audit':
+      process.exitCode = await auditCommand(rest);
+      return;
     case 'grid':
       process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
       await import('./grid/main.js');
       return;
     default:
       console.error(
-        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE] | certs dev [--out DIR] [--force]',
+        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE] | certs dev [--out DIR] [--force] | policy check FILE [--config FILE] | audit verify FILE',
       );
       process.exit(2);
   }
 }
 
 main().catch((e: unknown) => {
-  if (e instanceof ConfigError) console.error(e.message);
+  if (e instanceof ConfigError || e instanceof PolicyLoadError) console.error(e.message);
   else console.error(e instanceof Error ? e.stack : e);
   process.exit(1);
 });

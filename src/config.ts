@@ -79,6 +79,12 @@ const security = z
         minRsaBits: z.number().int().min(1024).max(16384).default(2048),
       })
       .prefault({}),
+    /**
+     * While the shared store (Redis) is unreachable: 'refuse' signed requests (replays stay
+     * impossible across proxies), or keep a 'local' per-process replay cache, the WSS4J/CXF
+     * default, so that signed traffic continues with replay protection per proxy.
+     */
+    replayCacheOnStoreFailure: z.enum(['refuse', 'local']).default('refuse'),
     /** Optional table from certificate to consumer id; otherwise the subject DN is the id. */
     consumers: z.array(consumerMapping).default([]),
     /** Refuse signers that are trusted but not listed in `consumers`. */
@@ -136,6 +142,40 @@ export const configSchema = z
         enabled: z.boolean().default(true),
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(9090),
+        /** File holding the bearer token for POST /policy/reload; without it that call is refused. */
+        tokenFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    policy: z
+      .object({
+        /**
+         * The SLA control file (schemas/sla-control.xsd). When set, SOAP calls are served only at
+         * its ServiceVersion uris, and SLA check, limits, routing and validation apply.
+         */
+        file: z.string().min(1).optional(),
+        /** Reload when the file changes (SIGHUP and POST /policy/reload always work). */
+        watch: z.boolean().default(true),
+      })
+      .prefault({}),
+    store: z
+      .object({
+        /** memory: one proxy. redis: proxies share records, replay cache and rate limits. */
+        kind: z.enum(['memory', 'redis']).default('memory'),
+        redis: z
+          .object({
+            url: z.string().min(1).default('redis://127.0.0.1:6379'),
+            keyPrefix: z.string().default('ssp:'),
+            commandTimeoutMs: z.number().int().positive().default(500),
+            connectTimeoutMs: z.number().int().positive().default(3000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    audit: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** One file per proxy process: the hash chain is per file. */
+        file: z.string().min(1).default('var/audit.jsonl'),
       })
       .prefault({}),
     security: security.prefault({}),

@@ -13,7 +13,9 @@ export type FaultElement =
   | 'NotOwnerFault'
   | 'InvalidArgumentFault'
   | 'AuthenticationFault'
-  | 'GridUnavailableFault';
+  | 'GridUnavailableFault'
+  | 'SlaFault'
+  | 'ValidationFault';
 
 interface CatalogueEntry {
   /** HTTP status for SOAP 1.2; SOAP 1.1 faults always use 500 (WS-I BP R1126) unless transport-level. */
@@ -230,6 +232,54 @@ export const CATALOGUE = {
     detail: 'GridUnavailableFault',
     retryable: true,
     hint: 'the grid is at its in-flight limit; retry after the indicated delay',
+  },
+  SSP_UNKNOWN_SERVICE_VERSION: {
+    status: 404,
+    side: 'Sender',
+    retryable: false,
+    transport: true,
+    hint: 'send SOAP calls to a ServiceVersion uri of the SLA control file (GET <uri>?wsdl returns its contract)',
+  },
+  SSP_SLA_CHECK: {
+    status: 403,
+    side: 'Sender',
+    detail: 'SlaFault',
+    retryable: false,
+    hint: 'Error: SLA Check. This consumer has no SLA for this service version; ask the operators to add one to the SLA control file',
+  },
+  SSP_WRONG_SERVICE_VERSION: {
+    status: 400,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'use a connection or session at the service version uri it was created at',
+  },
+  SSP_RATE_LIMITED: {
+    status: 429,
+    side: 'Sender',
+    detail: 'SlaFault',
+    retryable: true,
+    hint: 'the SLA or SLD rate limit is reached; retry after the indicated delay',
+  },
+  SSP_LIMITER_UNAVAILABLE: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'SlaFault',
+    retryable: true,
+    hint: 'the shared rate-limit store is unreachable and this policy fails closed; retry after the indicated delay',
+  },
+  SSP_PAYLOAD_INVALID: {
+    status: 400,
+    side: 'Sender',
+    detail: 'ValidationFault',
+    retryable: false,
+    hint: 'make the task input valid against the schema of this service version (InputSchemaURL in the SLA control file)',
+  },
+  SSP_STORE_UNAVAILABLE: {
+    status: 503,
+    side: 'Receiver',
+    retryable: true,
+    hint: 'the shared state store (Redis) is unreachable; retry after the indicated delay',
   },
   SSP_INTERNAL: {
     status: 500,

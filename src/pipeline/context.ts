@@ -5,6 +5,8 @@ import type { SoapVersion } from '../soap/envelope';
 import type { OperationInfo } from '../soap/wsdl';
 import type { XmlElement } from '../soap/xml';
 import type { TrustedSigner } from '../security/truststore';
+import type { ActivePolicy, CompiledVersion } from '../policy/active-policy';
+import type { Sla } from '../policy/model';
 
 export interface Consumer {
   /** Stable consumer id used for ownership, limits and audit. */
@@ -16,10 +18,20 @@ export interface Consumer {
   fingerprint256?: string;
 }
 
+/** The SLA control file's view of this request, fixed when the request is authorized. */
+export interface PolicyBinding {
+  policy: ActivePolicy;
+  version: CompiledVersion;
+  sla: Sla;
+}
+
 export interface RequestContext {
-  readonly correlationId: string;
+  /** Generated, or the client's WS-Addressing MessageID; echoed in X-Correlation-Id and audited. */
+  correlationId: string;
   readonly startedAt: number;
   readonly req: IncomingMessage;
+  /** Request path without the query: the service version when a control file is in effect. */
+  readonly path: string;
   /** Chosen from the Content-Type as soon as it is read, so faults match the request. */
   soapVersion: SoapVersion;
   raw: Buffer | null;
@@ -38,6 +50,9 @@ export interface RequestContext {
   response: string | null;
   /** Milliseconds spent waiting for the grid. */
   gridMs: number;
+  policy: PolicyBinding | null;
+  /** Short verdict of the rate limiter, for the audit record. */
+  limitVerdict: string | undefined;
 }
 
 export type Stage = (ctx: RequestContext, next: () => Promise<void>) => Promise<void>;

@@ -1,10 +1,25 @@
 /** Operations endpoints on their own listener, so they never share a port with clients. */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type http from 'node:http';
+import type { Registry } from 'prom-client';
 
 export interface AdminProbes {
   /** Why the proxy is not ready, or null when it is. */
   notReadyReason(): string | null;
+  registry: Registry;
+  /** Reloads the SLA control file; absent when none is configured. */
+  reloadPolicy?: () => Promise<{ ok: boolean; changed: boolean; error?: string }>;
+  /** Bearer token for the reload call; without one the call is refused. */
+  token?: string;
+}
+
+/** Constant-time comparison of the presented bearer token with the configured one. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (\S+)$/.exec(header ?? '');
+  if (!m) return false;
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(m[1]!), digest(token));
 }
 
 export function createAdminApp(probes: AdminProbes): express.Express {
@@ -17,6 +32,37 @@ export function createAdminApp(probes: AdminProbes): express.Express {
     const why = probes.notReadyReason();
     if (why) res.status(503).type('text/plain').send(`not ready: ${why}\n`);
     else res.type('text/plain').send('ready\n');
+  });
+  app.get('/metrics', (_req, res, next) => {
+    probes.registry.metrics().then((text) => {
+      res.type(probes.registry.contentType).send(text);
+    }, next);
+  });
+  app.post('/policy/reload', (req, res, next) => {
+    if (!probes.reloadPolicy) {
+      res.status(404).type('text/plain').send('no SLA control file is configured (policy.file)\n');
+      return;
+    }
+    if (!probes.token) {
+      res.status(403).type('text/plain').send('reload over HTTP is disabled: set admin.tokenFile\n');
+      return;
+    }
+    if (!tokenMatches(req.headers.authorization, probes.token)) {
+      res
+        .status(401)
+        .set('www-authenticate', 'Bearer')
+        .type('text/plain')
+        .send('a valid bearer token is required\n');
+      return;
+    }
+    probes.reloadPolicy().then((r) => {
+      if (r.ok) res.type('text/plain').send(r.changed ? 'reloaded\n' : 'unchanged\n');
+      else
+        res
+          .status(422)
+          .type('text/plain')
+          .send(`rejected; the previous policy stays in effect:\n${r.error}\n`);
+    }, next);
   });
   return app;
 }

@@ -8,6 +8,7 @@ import https from 'node:https';
 import { GatewayError, isGatewayError } from '../errors/catalogue';
 import { log } from '../log';
 import type { RequestContext } from '../pipeline/context';
+import { StoreUnavailableError } from '../store/store';
 import { CONTENT_TYPE, envelope, renderFault, type EnvelopeWriter } from '../soap/envelope';
 import type { WsdlDocuments } from './wsdl-serving';
 
@@ -20,6 +21,13 @@ export interface SoapServerOptions {
   writeEnvelope?: EnvelopeWriter;
   /** HTTPS (optionally mutual TLS) instead of plain HTTP. */
   tls?: https.ServerOptions;
+  /**
+   * Whether a path serves SOAP. Without it only `path` does; with an SLA control file every
+   * ServiceVersion uri does, and the answer may change on reload.
+   */
+  isServicePath?: (path: string) => boolean;
+  /** Called once per SOAP call, success or fault, after the reply is written: audit and metrics. */
+  onDone?: (ctx: RequestContext, fault: GatewayError | null, bytesOut: number) => void;
 }
 
 export function createSoapServer(
@@ -28,21 +36,35 @@ export function createSoapServer(
   docs: WsdlDocuments,
 ): http.Server | https.Server {
   const write = opts.writeEnvelope ?? envelope;
+  const isServicePath = opts.isServicePath ?? ((p: string) => p === opts.path);
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     const q = req.url!.indexOf('?');
     const path = q < 0 ? req.url! : req.url!.slice(0, q);
     const query = q < 0 ? '' : req.url!.slice(q + 1);
-    if (path !== opts.path) {
+    if (!isServicePath(path)) {
+      if (req.method === 'POST' && opts.isServicePath) {
+        // A SOAP client at a path the control file does not know gets a fault it can parse.
+        const err = new GatewayError(
+          'SSP_UNKNOWN_SERVICE_VERSION',
+          `no service version is served at ${path}`,
+        );
+        void handle(req, res, () => Promise.reject(err), write, path, opts.onDone);
+        return;
+      }
       res
         .writeHead(404, { 'content-type': 'text/plain' })
-        .end(`no service here; the SOAP endpoint is ${opts.path}\n`);
+        .end(
+          opts.isServicePath
+            ? `no service version at ${path}\n`
+            : `no service here; the SOAP endpoint is ${opts.path}\n`,
+        );
       return;
     }
     if (req.method === 'GET' && query !== '') {
-      serveDocument(req, res, query, opts, docs);
+      serveDocument(req, res, query, path, opts, docs);
       return;
     }
-    void handle(req, res, run, write);
+    void handle(req, res, run, write, path, opts.onDone);
   };
   const server = opts.tls ? https.createServer(opts.tls, listener) : http.createServer(listener);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs;
@@ -50,22 +72,26 @@ export function createSoapServer(
   return server;
 }
 
-function endpointUrl(req: IncomingMessage, opts: SoapServerOptions): string {
-  if (opts.publicUrl) return opts.publicUrl;
+/** The address written into a served WSDL: the path it was fetched from, so each version's WSDL points at itself. */
+function endpointUrl(req: IncomingMessage, path: string, opts: SoapServerOptions): string {
+  if (opts.publicUrl) return path === opts.path ? opts.publicUrl : new URL(path, opts.publicUrl).toString();
   const host = req.headers.host ?? 'localhost';
-  return `${opts.tls ? 'https' : 'http'}://${host}${opts.path}`;
+  return `${opts.tls ? 'https' : 'http'}://${host}${path}`;
 }
 
 function serveDocument(
   req: IncomingMessage,
   res: ServerResponse,
   query: string,
+  path: string,
   opts: SoapServerOptions,
   docs: WsdlDocuments,
 ): void {
   const params = new URLSearchParams(query);
   if (params.has('wsdl') || params.has('WSDL')) {
-    res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(docs.wsdl(endpointUrl(req, opts)));
+    res
+      .writeHead(200, { 'content-type': 'text/xml; charset=utf-8' })
+      .end(docs.wsdl(endpointUrl(req, path, opts)));
     return;
   }
   const xsd = params.get('xsd');
@@ -90,11 +116,14 @@ async function handle(
   res: ServerResponse,
   run: (ctx: RequestContext) => Promise<void>,
   write: EnvelopeWriter,
+  path: string,
+  onDone: SoapServerOptions['onDone'],
 ): Promise<void> {
   const ctx: RequestContext = {
     correlationId: nextCorrelationId(),
     startedAt: performance.now(),
     req,
+    path,
     soapVersion: '1.1',
     raw: null,
     envelope: null,
@@ -107,6 +136,8 @@ async function handle(
     result: undefined,
     response: null,
     gridMs: 0,
+    policy: null,
+    limitVerdict: undefined,
   };
   try {
     await run(ctx);
@@ -115,8 +146,13 @@ async function handle(
       'x-correlation-id': ctx.correlationId,
     });
     res.end(ctx.response);
+    onDone?.(ctx, null, ctx.response ? Buffer.byteLength(ctx.response) : 0);
   } catch (e) {
-    const err = isGatewayError(e) ? e : new GatewayError('SSP_INTERNAL', 'internal error', { cause: e });
+    const err = isGatewayError(e)
+      ? e
+      : e instanceof StoreUnavailableError
+        ? new GatewayError('SSP_STORE_UNAVAILABLE', 'the shared state store is unreachable', { cause: e })
+        : new GatewayError('SSP_INTERNAL', 'internal error', { cause: e });
     if (err.detail === 'AuthenticationFault') {
       // Who was refused and why, never what they sent.
       log.warn('request refused', {
@@ -139,5 +175,6 @@ async function handle(
     if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) fault.headers['connection'] = 'close';
     res.writeHead(fault.status, fault.headers);
     res.end(fault.body);
+    onDone?.(ctx, err, Buffer.byteLength(fault.body));
   }
 }

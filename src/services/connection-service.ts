@@ -1,25 +1,78 @@
 /** Connection port type: connect, closeConnection (com.platform.symphony.soam.Connection). */
+import { GatewayError } from '../errors/catalogue';
+import type { RequestContext } from '../pipeline/context';
 import type { Handler } from '../stages/dispatch';
 import type { ConnectArgs, ConnectionIdArgs } from './messages';
 import type { ServiceDeps } from './deps';
+import type { GridRouter } from './grid-router';
 import { ownedConnection } from './ownership';
+
+/**
+ * The clusters a connect may go to, in the order to try them. With a control file the service
+ * version's EndPoint decides (a clusterURL must be one of its URLs); without one, the
+ * clusterURL or the default cluster.
+ */
+function candidates(router: GridRouter, ctx: RequestContext, args: ConnectArgs): string[] {
+  const binding = ctx.policy;
+  if (!binding) return [router.clusterFor(args.clusterURL)];
+  const v = binding.version.version;
+  if (args.applicationName !== v.application) {
+    throw new GatewayError(
+      'SSP_INVALID_ARGUMENT',
+      `service version ${v.uri} serves the application '${v.application}', not '${args.applicationName}'`,
+    );
+  }
+  const endpoint = v.sld.endpoint;
+  if (args.clusterURL === undefined || args.clusterURL === '') return endpoint.clusters;
+  const wanted = router.clusterFor(args.clusterURL);
+  if (!endpoint.clusters.includes(wanted)) {
+    throw new GatewayError(
+      'SSP_UNKNOWN_CLUSTER',
+      `clusterURL '${args.clusterURL}' is not an EndPoint of ${v.uri}; use one of ${endpoint.urls.join(', ')} or omit it`,
+    );
+  }
+  return [wanted];
+}
 
 export function connectionService({ router, store }: ServiceDeps): Record<string, Handler> {
   return {
     async connect(args: ConnectArgs, ctx) {
-      const cluster = router.clusterFor(args.clusterURL);
-      const reply = await router.call(ctx, cluster, 'connect', {
-        applicationName: args.applicationName,
-        username: args.username,
-        password: args.password,
-        clusterUrl: args.clusterURL ?? '',
-      });
-      await store.putConnection(reply.connectionId, {
-        cluster,
-        owner: ctx.consumer!.id,
-        application: args.applicationName,
-      });
-      return { connectionId: reply.connectionId };
+      const clusters = candidates(router, ctx, args);
+      // In EndPoint order, but a cluster with no live socket goes last and gets only its
+      // connect timeout, so a dead first cluster costs seconds, not a request timeout.
+      const live = clusters.filter((c) => router.client(c).connectedCount > 0);
+      const order = [...live, ...clusters.filter((c) => !live.includes(c))];
+      let lastError: unknown;
+      for (const cluster of order) {
+        const client = router.client(cluster);
+        try {
+          const reply = await router.call(
+            ctx,
+            cluster,
+            'connect',
+            {
+              applicationName: args.applicationName,
+              username: args.username,
+              password: args.password,
+              clusterUrl: args.clusterURL ?? '',
+            },
+            order.length > 1 && client.connectedCount === 0 ? client.opts.connectTimeoutMs : undefined,
+          );
+          const serviceVersion = ctx.policy?.version.version.uri;
+          await store.putConnection(reply.connectionId, {
+            cluster,
+            owner: ctx.consumer!.id,
+            application: args.applicationName,
+            ...(serviceVersion !== undefined ? { serviceVersion } : {}),
+          });
+          return { connectionId: reply.connectionId };
+        } catch (e) {
+          // Only a cluster that could not be reached is skipped: a timeout may have connected.
+          if (!(e instanceof GatewayError) || e.code !== 'SSP_GRID_UNAVAILABLE') throw e;
+          lastError = e;
+        }
+      }
+      throw lastError;
     },
 
     async closeConnection(args: ConnectionIdArgs, ctx) {

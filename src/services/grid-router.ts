@@ -72,6 +72,11 @@ export class GridRouter {
     return name;
   }
 
+  /** The cluster a URL (or name) stands for, without throwing: for checking control files. */
+  resolve(url: string): string | undefined {
+    return this.byUrl.get(url);
+  }
+
   client(cluster: string): GridClient {
     const c = this.clients.get(cluster);
     if (!c)

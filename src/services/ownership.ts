@@ -3,6 +3,17 @@ import { GatewayError } from '../errors/catalogue';
 import type { RequestContext } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
 
+/** An id made at one service version is used only there: its SLA and endpoint apply to it. */
+function checkVersion(ctx: RequestContext, kind: string, id: string, at: string | undefined): void {
+  const here = ctx.policy?.version.version.uri;
+  if (here !== undefined && at !== here) {
+    throw new GatewayError(
+      'SSP_WRONG_SERVICE_VERSION',
+      `${kind} ${id} was created at ${at ?? 'a path without a service version'}, not at ${here}`,
+    );
+  }
+}
+
 export async function ownedConnection(
   store: StateStore,
   ctx: RequestContext,
@@ -13,6 +24,7 @@ export async function ownedConnection(
   if (rec.owner !== ctx.consumer!.id) {
     throw new GatewayError('SSP_NOT_OWNER', `connection ${id} belongs to another consumer`);
   }
+  checkVersion(ctx, 'connection', id, rec.serviceVersion);
   return rec;
 }
 
@@ -26,5 +38,6 @@ export async function ownedSession(
   if (rec.owner !== ctx.consumer!.id) {
     throw new GatewayError('SSP_NOT_OWNER', `session ${id} belongs to another consumer`);
   }
+  checkVersion(ctx, 'session', id, rec.serviceVersion);
   return rec;
 }

@@ -23,6 +23,7 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
         cluster: conn.cluster,
         owner: ctx.consumer!.id,
         connectionId: args.connectionId,
+        ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
       });
       return { sessionId: reply.sessionId };
     },
@@ -47,6 +48,7 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
         cluster: conn.cluster,
         owner: ctx.consumer!.id,
         connectionId: args.connectionId,
+        ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
       });
       return { sessionId: reply.sessionId };
     },

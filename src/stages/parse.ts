@@ -2,13 +2,25 @@
 import { GatewayError } from '../errors/catalogue';
 import type { Stage } from '../pipeline/context';
 import { readEnvelope } from '../soap/envelope';
-import { parseXml, XmlRejected, type XmlLimits } from '../soap/xml';
+import { parseXml, XmlRejected, type XmlElement, type XmlLimits } from '../soap/xml';
 
 const REJECTION_CODE = {
   malformed: 'SSP_MALFORMED_XML',
   forbidden: 'SSP_FORBIDDEN_XML',
   limit: 'SSP_XML_LIMIT',
 } as const;
+
+const WSA = new Set([
+  'http://www.w3.org/2005/08/addressing',
+  'http://schemas.xmlsoap.org/ws/2004/08/addressing',
+]);
+const MESSAGE_ID = /^[\x21-\x7e]{1,200}$/;
+
+function textOf(el: XmlElement): string {
+  let s = '';
+  for (const c of el.children) if (typeof c === 'string') s += c;
+  return s;
+}
 
 export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
   return async (ctx, next) => {
@@ -22,7 +34,15 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
     const parts = readEnvelope(root, ctx.soapVersion);
     if (parts.header) {
       let n = 0;
-      for (const c of parts.header.children) if (typeof c !== 'string') n++;
+      for (const c of parts.header.children) {
+        if (typeof c === 'string') continue;
+        n++;
+        if (c.local === 'MessageID' && WSA.has(c.uri)) {
+          const id = textOf(c).trim();
+          // The client's id names this call in our logs and audit, so it must be a plain token.
+          if (MESSAGE_ID.test(id)) ctx.correlationId = id;
+        }
+      }
       if (n > limits.maxHeaders) {
         throw new GatewayError('SSP_XML_LIMIT', `more than ${limits.maxHeaders} SOAP header blocks`);
       }

@@ -16,6 +16,9 @@ export interface ProxyProcess {
   wsdlUrl: string;
   adminUrl: string | null;
   child: ChildProcess;
+  /** The proxy's own temp directory (its config, and its audit trail unless the config says otherwise). */
+  dir: string;
+  auditFile: string | null;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -49,7 +52,13 @@ export function proxyConfig(
 export function startProxyProcess(config: Record<string, unknown>, timeoutMs = 20000): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'ssp-'));
   const file = join(dir, 'proxy.json');
-  writeFileSync(file, JSON.stringify(config));
+  // One audit file per proxy process: the hash chain is per file.
+  const audit = (config['audit'] as { enabled?: boolean; file?: string } | undefined) ?? {};
+  const auditFile = audit.enabled === false ? null : (audit.file ?? join(dir, 'audit.jsonl'));
+  writeFileSync(
+    file,
+    JSON.stringify({ ...config, audit: { ...audit, ...(auditFile ? { file: auditFile } : {}) } }),
+  );
   const child = spawn(process.execPath, [CLI, 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -75,6 +84,8 @@ export function startProxyProcess(config: Record<string, unknown>, timeoutMs = 2
             return adminUrl;
           },
           child,
+          dir,
+          auditFile,
           stop: (signal) => stopChild(child, signal),
         });
       }

@@ -1,0 +1,92 @@
+/**
+ * Prometheus metrics (prom-client) on the admin listener. One registry per proxy instance, so
+ * tests and embedders can run several in one process. Labels are bounded: operation names come
+ * from the WSDL, outcomes from the error catalogue, clusters from the configuration; no
+ * consumer, connection or session id ever becomes a label.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export type LimiterDecision = 'ok' | 'over_limit' | 'shaped' | 'notify' | 'error' | 'fail_open';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'operation' | 'outcome'>;
+  readonly proxySeconds: Histogram<'operation'>;
+  readonly gridSeconds: Histogram<'operation'>;
+  readonly limiter: Counter<'scope' | 'decision'>;
+  readonly validations: Counter<'direction' | 'result'>;
+  readonly gridConnections: Gauge<'cluster'>;
+  readonly policyReloads: Counter<'trigger' | 'result'>;
+  readonly policyLastReloadFailed: Gauge;
+  readonly policyLastReloadTime: Gauge;
+  readonly policyServiceVersions: Gauge;
+
+  constructor(gridStatus: () => { cluster: string; connected: number }[]) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'ssp_process_' });
+    this.requests = new Counter({
+      name: 'ssp_requests_total',
+      help: 'SOAP calls by operation and outcome (ok or the fault code)',
+      labelNames: ['operation', 'outcome'],
+      registers,
+    });
+    this.proxySeconds = new Histogram({
+      name: 'ssp_proxy_duration_seconds',
+      help: 'Time spent in the proxy per call, excluding the wait for the grid',
+      labelNames: ['operation'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.gridSeconds = new Histogram({
+      name: 'ssp_grid_duration_seconds',
+      help: 'Time spent waiting for the grid per call',
+      labelNames: ['operation'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.limiter = new Counter({
+      name: 'ssp_limiter_decisions_total',
+      help: 'Rate-limit decisions: ok, over_limit (refused), shaped (delayed then admitted), notify (over a notify-only limit), error (store unreachable, failed closed), fail_open (store unreachable, admitted)',
+      labelNames: ['scope', 'decision'],
+      registers,
+    });
+    this.validations = new Counter({
+      name: 'ssp_payload_validations_total',
+      help: 'Typed XML task payloads validated against a service version schema',
+      labelNames: ['direction', 'result'],
+      registers,
+    });
+    this.gridConnections = new Gauge({
+      name: 'ssp_grid_connections',
+      help: 'Live TCP connections to each grid cluster',
+      labelNames: ['cluster'],
+      registers,
+      collect() {
+        for (const s of gridStatus()) this.set({ cluster: s.cluster }, s.connected);
+      },
+    });
+    this.policyReloads = new Counter({
+      name: 'ssp_policy_reloads_total',
+      help: 'SLA control file loads by trigger (start, file, signal, admin) and result (ok, unchanged, error)',
+      labelNames: ['trigger', 'result'],
+      registers,
+    });
+    this.policyLastReloadFailed = new Gauge({
+      name: 'ssp_policy_last_reload_failed',
+      help: '1 while the last reload of the SLA control file failed (the previous policy stays in effect); the error is on /readyz',
+      registers,
+    });
+    this.policyLastReloadTime = new Gauge({
+      name: 'ssp_policy_last_reload_timestamp_seconds',
+      help: 'When the SLA control file was last (re)loaded or rejected',
+      registers,
+    });
+    this.policyServiceVersions = new Gauge({
+      name: 'ssp_policy_service_versions',
+      help: 'Service versions in the policy in effect',
+      registers,
+    });
+  }
+}
