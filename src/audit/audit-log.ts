@@ -220,18 +220,24 @@ function processAlive(pid: number): boolean {
  * One writer per file: two proxies appending to one file would fork the chain. The lock file
  * holds the writer's pid; a lock whose process is gone (a crash, kill -9) is taken over.
  */
+/** Locks this process holds; a lock file with our pid that is not here is a previous life's (PID 1 in a container). */
+const heldLocks = new Set<string>();
+
 async function lockFile(file: string): Promise<void> {
   const lock = `${file}.lock`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
+      heldLocks.add(lock);
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
-      if (pid > 0 && processAlive(pid)) {
+      const live = pid === process.pid ? heldLocks.has(lock) : pid > 0 && processAlive(pid);
+      if (live) {
         throw new Error(
           `the audit file ${file} is in use by process ${pid}; give each proxy process its own audit.file`,
+          { cause: e },
         );
       }
       await unlink(lock).catch(() => undefined);
@@ -241,6 +247,7 @@ async function lockFile(file: string): Promise<void> {
 }
 
 async function unlockFile(file: string): Promise<void> {
+  heldLocks.delete(`${file}.lock`);
   await unlink(`${file}.lock`).catch(() => undefined);
 }
 

@@ -40,7 +40,12 @@ export function bindLimit(policy: LimitPolicy, key: string): BoundLimit {
 
 /** The store key of an SLA counter: per service version, consumer, context and policy. */
 export function slaKey(uri: string, sla: Sla, policy: LimitPolicy): string {
-  return `sla|${uri}|${sla.consumerId}|${sla.contextId ?? ''}|${policy.name}`;
+  return JSON.stringify(['sla', uri, sla.consumerId, sla.contextId ?? '', ...limitShape(policy)]);
+}
+
+/** The effective parameters are part of a key, so two definitions never share one counter. */
+function limitShape(p: LimitPolicy): (string | number)[] {
+  return [p.name, p.threshold, p.intervalMs, p.intervalType];
 }
 
 /**
@@ -48,7 +53,7 @@ export function slaKey(uri: string, sla: Sla, policy: LimitPolicy): string {
  * policy share one count, as the pattern intends for a backend reached by several versions.
  */
 export function sldKey(endpointUrls: string[], policy: LimitPolicy): string {
-  return `sld|${policy.name}|${endpointUrls.join(',')}`;
+  return JSON.stringify(['sld', [...endpointUrls].sort(), ...limitShape(policy)]);
 }
 
 export class ActivePolicy {

@@ -560,6 +560,14 @@ describe('policy/control-file: loading SLA control files', () => {
       expect(ps[1]!.message).to.contain("without '?' or '#'");
     });
 
+    it('a uri with empty, dot or encoded segments, or a trailing slash', async () => {
+      const bad = ['//evil.example/x', '/a/../b', '/a/./b', '/a/', '/a%2Fb', '/a/b\u00e9'];
+      const text = controlXml(...bad.map((u) => version(u, [])), version('/services/Math-Server_v1.2', []));
+      const ps = await problems(text);
+      expect(ps.map((p) => p.line)).to.deep.equal(bad.map((u) => lineOf(text, `uri="${u}"`)));
+      for (const p of ps) expect(p.message).to.contain('must be plain path segments');
+    });
+
     it('a duplicate consumer (with the same contextId) in one version', async () => {
       const text = controlXml(
         version('/a', [sla('C1'), sla('C1', undefined, 'Gold'), sla('C1'), sla('C1', undefined, 'Gold')]),

@@ -50,11 +50,13 @@ let compiled: Promise<Compiled> | undefined;
 function controlSchema(): Promise<Compiled> {
   compiled ??= (async () => {
     const lib: Lib = await import('libxml2-wasm');
+    // The document stays alive with the validator: libxml2's compiled schema may point into it.
     const xsd = lib.XmlDocument.fromBuffer(await readFile(CONTROL_XSD), { url: CONTROL_XSD });
     try {
       return { lib, validator: lib.XsdValidator.fromDoc(xsd) };
-    } finally {
+    } catch (e) {
       xsd.dispose();
+      throw e;
     }
   })();
   // A failed compile (file missing in a broken install) must not stick for the process.
@@ -259,7 +261,9 @@ class Reader {
         ? "must be a path only, without '?' or '#'"
         : /\s/.test(uri)
           ? 'must not contain spaces'
-          : null;
+          : !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$/.test(uri) || /\/\.{1,2}(\/|$)/.test(uri)
+            ? "must be plain path segments (letters, digits and -._~!$&'()*+,;=:@), without '//', '.' or '..' segments or a trailing '/'"
+            : null;
     if (bad) {
       this.problem(sv, `uri "${uri}" ${bad}; it is the request path a client sends SOAP calls to`);
     }

@@ -68,7 +68,13 @@ export class PolicyManager {
     let outcome: ReloadOutcome;
     try {
       const control = await loadControlFile(this.file, this.opts);
-      if (control.sha256 === this.active.control.sha256 && this.lastErrorText === null) {
+      // A file event with the same bytes is a no-op; a signal or admin call always rebuilds, so
+      // an edited payload schema (which the watcher does not see) is picked up by either.
+      if (
+        trigger === 'file' &&
+        control.sha256 === this.active.control.sha256 &&
+        this.lastErrorText === null
+      ) {
         outcome = { ok: true, changed: false };
       } else {
         const next = await ActivePolicy.compile(control);

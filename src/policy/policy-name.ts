@@ -27,6 +27,7 @@ export interface PolicyAttributes {
 
 export type PolicyBuild = { ok: true; policy: LimitPolicy } | { ok: false; problems: string[] };
 
+export const MAX_SHAPE_DELAY_MS = 60_000;
 export const DEFAULT_SHAPE_MAX_DELAY_MS = 2000;
 export const DEFAULT_INTERVAL_TYPE: IntervalType = 'moving';
 export const DEFAULT_STORE_FAILURE: StoreFailureMode = 'closed';
@@ -146,6 +147,10 @@ export function buildPolicy(
     problems.push(`maxDelayMs applies only to action shape (this policy's action is ${finalAction})`);
   } else if (finalAction === 'shape') {
     maxDelayMs = maxDelay ?? DEFAULT_SHAPE_MAX_DELAY_MS;
+    // Holding a request longer than this ties up the client's connection for little gain.
+    if (maxDelayMs > MAX_SHAPE_DELAY_MS) {
+      problems.push(`maxDelayMs ${maxDelayMs} is above the largest allowed, ${MAX_SHAPE_DELAY_MS}`);
+    }
   }
 
   if (

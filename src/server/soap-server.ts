@@ -139,6 +139,8 @@ async function handle(
     policy: null,
     limitVerdict: undefined,
   };
+  let fault: GatewayError | null = null;
+  let bytesOut: number;
   try {
     await run(ctx);
     res.writeHead(200, {
@@ -146,7 +148,7 @@ async function handle(
       'x-correlation-id': ctx.correlationId,
     });
     res.end(ctx.response);
-    onDone?.(ctx, null, ctx.response ? Buffer.byteLength(ctx.response) : 0);
+    bytesOut = ctx.response ? Buffer.byteLength(ctx.response) : 0;
   } catch (e) {
     const err = isGatewayError(e)
       ? e
@@ -169,12 +171,22 @@ async function handle(
         error: e instanceof Error ? e.stack : String(e),
       });
     }
-    const fault = renderFault(err, ctx.soapVersion, ctx.correlationId, write);
-    fault.headers['x-correlation-id'] = ctx.correlationId;
+    const rendered = renderFault(err, ctx.soapVersion, ctx.correlationId, write);
+    rendered.headers['x-correlation-id'] = ctx.correlationId;
     // A body we stopped reading must not be parsed as the next request on this socket.
-    if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) fault.headers['connection'] = 'close';
-    res.writeHead(fault.status, fault.headers);
-    res.end(fault.body);
-    onDone?.(ctx, err, Buffer.byteLength(fault.body));
+    if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) rendered.headers['connection'] = 'close';
+    res.writeHead(rendered.status, rendered.headers);
+    res.end(rendered.body);
+    fault = err;
+    bytesOut = Buffer.byteLength(rendered.body);
+  }
+  // Outside the try: a failure in audit or metrics must not try to answer the client twice.
+  try {
+    onDone?.(ctx, fault, bytesOut);
+  } catch (e) {
+    log.error('recording a finished call failed', {
+      correlationId: ctx.correlationId,
+      error: e instanceof Error ? e.message : String(e),
+    });
   }
 }

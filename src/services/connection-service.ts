@@ -59,12 +59,20 @@ export function connectionService({ router, store }: ServiceDeps): Record<string
             order.length > 1 && client.connectedCount === 0 ? client.opts.connectTimeoutMs : undefined,
           );
           const serviceVersion = ctx.policy?.version.version.uri;
-          await store.putConnection(reply.connectionId, {
-            cluster,
-            owner: ctx.consumer!.id,
-            application: args.applicationName,
-            ...(serviceVersion !== undefined ? { serviceVersion } : {}),
-          });
+          try {
+            await store.putConnection(reply.connectionId, {
+              cluster,
+              owner: ctx.consumer!.id,
+              application: args.applicationName,
+              ...(serviceVersion !== undefined ? { serviceVersion } : {}),
+            });
+          } catch (e) {
+            // Unrecorded, the connection could never be used or closed: close it on the grid.
+            void router
+              .call(ctx, cluster, 'closeConnection', { connectionId: reply.connectionId })
+              .catch(() => undefined);
+            throw e;
+          }
           return { connectionId: reply.connectionId };
         } catch (e) {
           // Only a cluster that could not be reached is skipped: a timeout may have connected.

@@ -30,11 +30,7 @@ export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
     if (binding.version.sld) limits.push(binding.version.sld);
     if (limits.length === 0) return next();
 
-    const shapeBudget = Math.max(
-      0,
-      ...limits.map((l) => (l.policy.action === 'shape' ? l.policy.maxDelayMs : 0)),
-    );
-    const deadline = Date.now() + shapeBudget;
+    const started = Date.now();
     let shaped = false;
     for (;;) {
       let d: RateDecision;
@@ -62,7 +58,15 @@ export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
       }
       const refusing = limits.filter((l, i) => d.over[i] && l.enforce);
       const wait = d.retryAfterMs;
-      if (refusing.every((l) => l.policy.action === 'shape') && Date.now() + wait <= deadline) {
+      // Each refusing limit bounds the hold by its own maxDelayMs; a client that went away is
+      // not held (nor counted) any longer.
+      const deadline =
+        started + Math.min(...refusing.map((l) => (l.policy.action === 'shape' ? l.policy.maxDelayMs : 0)));
+      if (
+        refusing.every((l) => l.policy.action === 'shape') &&
+        Date.now() + wait <= deadline &&
+        !ctx.req.socket.destroyed
+      ) {
         shaped = true;
         await sleep(wait);
         continue;

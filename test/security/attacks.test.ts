@@ -607,7 +607,7 @@ interface CapturedProxy {
 function startCapturedProxy(config: Record<string, unknown>, timeoutMs = 20000): Promise<CapturedProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'ssp-attacks-'));
   const file = join(dir, 'proxy.json');
-  writeFileSync(file, JSON.stringify(config));
+  writeFileSync(file, JSON.stringify({ audit: { file: join(dir, 'audit.jsonl') }, ...config }));
   const child = spawn(
     process.execPath,
     [join(__dirname, '..', '..', 'src', 'cli.js'), 'serve', '--config', file],
