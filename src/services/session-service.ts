@@ -5,11 +5,23 @@ import type { Handler } from '../stages/dispatch';
 import type { ServiceDeps } from './deps';
 import type { CloseSessionArgs, CreateSessionArgs, OpenSessionArgs, SessionIdArgs } from './messages';
 import { ownedConnection, ownedSession } from './ownership';
+import type { RequestContext } from '../pipeline/context';
+import type { ConnectionRecord, SessionRecord } from '../store/store';
 
 const STATE_NAMES: Partial<Record<SessionState, string>> = {
   [SessionState.OPEN]: 'Open',
   [SessionState.DETACHED]: 'Detached',
 };
+
+/** A session belongs to its connection's cluster and service version, and to the caller. */
+function sessionOf(conn: ConnectionRecord, ctx: RequestContext, connectionId: string): SessionRecord {
+  return {
+    cluster: conn.cluster,
+    owner: ctx.consumer!.id,
+    connectionId,
+    ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
+  };
+}
 
 export function sessionService({ router, store }: ServiceDeps): Record<string, Handler> {
   return {
@@ -19,12 +31,7 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
         connectionId: args.connectionId,
         attributes: args.sessionCreationAttributes ?? {},
       });
-      await store.putSession(reply.sessionId, {
-        cluster: conn.cluster,
-        owner: ctx.consumer!.id,
-        connectionId: args.connectionId,
-        ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
-      });
+      await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
       return { sessionId: reply.sessionId };
     },
 
@@ -44,12 +51,7 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
         connectionId: args.connectionId,
         sessionId: args.sessionId,
       });
-      await store.putSession(reply.sessionId, {
-        cluster: conn.cluster,
-        owner: ctx.consumer!.id,
-        connectionId: args.connectionId,
-        ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
-      });
+      await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
       return { sessionId: reply.sessionId };
     },
 
