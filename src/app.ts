@@ -28,6 +28,7 @@ import { MemoryStore } from './store/memory-store';
 import { RedisStore } from './store/redis-store';
 import { StoreUnavailableError, type StateStore } from './store/store';
 import { authorize } from './stages/authorize';
+import { idempotency } from './stages/idempotency';
 import { ratelimit } from './stages/ratelimit';
 import { validate } from './stages/validate';
 import { PolicyManager, type ReloadOutcome } from './policy/policy-manager';
@@ -36,7 +37,8 @@ import { AuditLog } from './audit/audit-log';
 import { callRecord } from './audit/call-record';
 import type { GatewayError } from './errors/catalogue';
 import type { RequestContext } from './pipeline/context';
-import { createSoapServer } from './server/soap-server';
+import { DrainGate, createSoapServer } from './server/soap-server';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { wsdlDocuments } from './server/wsdl-serving';
 import { createAdminApp, listen } from './server/admin-server';
 import { spawnGrid, type GridProcess } from './server/embedded-grid';
@@ -50,6 +52,8 @@ export interface RunningProxy {
   responseSigning: 'rsa-sha256' | 'ecdsa-sha256' | null;
   /** Service version uris in effect, when an SLA control file is configured. */
   serviceVersions(): string[] | null;
+  /** SIGTERM: not ready at once, serve for drainDelayMs, stop listening, finish calls in flight, close. */
+  shutdown(): Promise<void>;
   /** Reloads the SLA control file (SIGHUP); resolves with the outcome. */
   reloadPolicy(): Promise<ReloadOutcome> | null;
   close(): Promise<void>;
@@ -61,16 +65,16 @@ function replayCache(store: StateStore, sec: ProxyConfig['security']): Pick<Stat
   const local = new MemoryStore();
   let warnedAt = 0;
   return {
-    async claimOnce(key, ttlMs) {
+    async claimOnce(key, ttlMs, tag) {
       try {
-        return await store.claimOnce(key, ttlMs);
+        return await store.claimOnce(key, ttlMs, tag);
       } catch (e) {
         if (!(e instanceof StoreUnavailableError)) throw e;
         if (Date.now() - warnedAt > 10_000) {
           warnedAt = Date.now();
           log.warn("shared replay cache unreachable; using this proxy's own cache", { error: e.message });
         }
-        return local.claimOnce(key, ttlMs);
+        return local.claimOnce(key, ttlMs, tag);
       }
     },
   };
@@ -100,7 +104,12 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
 
   const router = new GridRouter(clusters, config.grid.defaultCluster);
   const store: StateStore =
-    config.store.kind === 'redis' ? await RedisStore.connect(config.store.redis) : new MemoryStore();
+    config.store.kind === 'redis'
+      ? await RedisStore.connect({
+          ...config.store.redis,
+          outputRetentionMs: config.reliability.outputRetentionMs,
+        })
+      : new MemoryStore();
   const metrics = new ProxyMetrics(() => router.status());
   let policies: PolicyManager | null = null;
   if (config.policy.file) {
@@ -124,7 +133,12 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     log.info('SLA control file in effect', { file: policies.file, serviceVersions: policies.current.uris });
   }
   const audit = config.audit.enabled ? await AuditLog.open(config.audit.file) : null;
-  const deps: ServiceDeps = { router, store, maxTasksPerBatch: config.limits.maxTasksPerBatch };
+  const deps: ServiceDeps = {
+    router,
+    store,
+    maxTasksPerBatch: config.limits.maxTasksPerBatch,
+    reliability: config.reliability,
+  };
   const handlers = new Map<string, Handler>(
     Object.entries({ ...connectionService(deps), ...sessionService(deps), ...taskService(deps) }),
   );
@@ -163,6 +177,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     decode(),
     respond(write),
     validate(metrics),
+    idempotency(store, config.reliability.clientKeyTtlMs),
     ratelimit(store, metrics),
     dispatch(handlers),
   ];
@@ -176,9 +191,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     audit?.write(callRecord(ctx, fault, bytesOut, now));
   };
   const tls = config.server.tls;
+  const gate = new DrainGate();
   const soap = createSoapServer(
     {
       ...config.server,
+      drain: gate,
       writeEnvelope: write,
       onDone,
       ...(pm ? { isServicePath: (p: string) => pm.current.version(p) !== undefined } : {}),
@@ -202,6 +219,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     const token = config.admin.tokenFile ? readFileSync(config.admin.tokenFile, 'utf8').trim() : undefined;
     const app = createAdminApp({
       notReadyReason: () => {
+        if (gate.draining) return 'draining: this proxy is shutting down';
         if (!router.status().some((s) => s.connected > 0)) return 'no grid cluster has a live connection';
         if (pm?.lastError)
           return `the SLA control file is invalid (the previous policy stays in effect): ${pm.lastError}`;
@@ -217,6 +235,20 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     adminUrl = `http://${a.host}:${a.port}`;
   }
 
+  async function close(): Promise<void> {
+    await new Promise<void>((r) => soap.close(() => r()));
+    soap.closeAllConnections();
+    if (admin) {
+      admin.closeAllConnections();
+      await new Promise<void>((r) => admin!.close(() => r()));
+    }
+    router.close();
+    await pm?.close();
+    await audit?.close();
+    await store.close();
+    if (grid) await grid.stop();
+  }
+
   return {
     url,
     wsdlUrl: `${url}?wsdl`,
@@ -226,18 +258,24 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     responseSigning: signer?.algorithm ?? null,
     serviceVersions: () => pm?.current.uris ?? null,
     reloadPolicy: () => (pm ? pm.reload('signal') : null),
-    async close() {
-      await new Promise<void>((r) => soap.close(() => r()));
-      soap.closeAllConnections();
-      if (admin) {
-        admin.closeAllConnections();
-        await new Promise<void>((r) => admin!.close(() => r()));
+    async shutdown() {
+      gate.draining = true;
+      const { drainDelayMs, drainTimeoutMs } = config.server;
+      log.info('draining: readiness is false; still serving while load balancers notice', { drainDelayMs });
+      await sleep(drainDelayMs);
+      const closed = new Promise<void>((r) => soap.close(() => r()));
+      const deadline = Date.now() + drainTimeoutMs;
+      while (gate.inFlight > 0 && Date.now() < deadline) {
+        soap.closeIdleConnections();
+        await sleep(50);
       }
-      router.close();
-      await pm?.close();
-      await audit?.close();
-      await store.close();
-      if (grid) await grid.stop();
+      if (gate.inFlight > 0)
+        log.warn('drain timeout: closing calls still in flight', { inFlight: gate.inFlight });
+      soap.closeAllConnections();
+      await closed;
+      log.info('drained: no call in flight');
+      await close();
     },
+    close,
   };
 }

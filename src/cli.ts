@@ -68,7 +68,8 @@ async function serve(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal: sig });
-    proxy.close().then(
+    // SIGTERM is the orchestrator's "please leave": drain. SIGINT is a developer's Ctrl-C.
+    (sig === 'SIGTERM' ? proxy.shutdown() : proxy.close()).then(
       () => process.exit(0),
       () => process.exit(1),
     );

@@ -133,6 +133,13 @@ export const configSchema = z
           .default(16 * 1024 * 1024),
         keepAliveTimeoutMs: z.number().int().positive().default(65000),
         requestTimeoutMs: z.number().int().positive().default(120000),
+        /**
+         * On SIGTERM: readiness turns false at once, calls keep being served for drainDelayMs
+         * (longer than the load balancer needs to see it: HAProxy inter x fall), then the
+         * listener closes and calls in flight get up to drainTimeoutMs to finish.
+         */
+        drainDelayMs: z.number().int().min(0).default(5000),
+        drainTimeoutMs: z.number().int().min(0).default(60000),
         /** HTTPS on the SOAP listener; omit for plain HTTP behind a TLS-terminating firewall. */
         tls: tls.optional(),
       })
@@ -169,6 +176,21 @@ export const configSchema = z
             connectTimeoutMs: z.number().int().positive().default(3000),
           })
           .prefault({}),
+      })
+      .prefault({}),
+    reliability: z
+      .object({
+        /** How long an answer is remembered for retries with the same client key. */
+        clientKeyTtlMs: z.number().int().min(1000).default(900_000),
+        /** Upper bound on a fetch's leaseMillis. */
+        maxLeaseMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+        /** Unacknowledged outputs of a session are forgotten this long after its last fetch. */
+        outputRetentionMs: z.number().int().min(60_000).default(86_400_000),
+        /**
+         * How long the grid keeps outputs it handed to this proxy until the proxy has stored
+         * them: covers a proxy that dies between the grid's reply and the store write.
+         */
+        gridHoldMs: z.number().int().min(1000).max(600_000).default(30_000),
       })
       .prefault({}),
     audit: z

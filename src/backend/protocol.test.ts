@@ -1,10 +1,13 @@
 import { expect } from 'chai';
 import {
+  bodyKind,
   decodeClientFrame,
   decodeGridFrame,
   encodeClientFrame,
   encodeGridFrame,
   FrameReader,
+  REPLY_FIELD,
+  SessionState,
 } from './protocol';
 
 describe('backend/protocol: framing and codec', () => {
@@ -27,6 +30,80 @@ describe('backend/protocol: framing and codec', () => {
       { text: 't' },
       { binary: new Uint8Array([0, 255]) },
     ]);
+  });
+
+  it('round-trips the submit key, hold and acknowledgement fields', () => {
+    const send = decodeClientFrame(
+      encodeClientFrame({
+        id: 7,
+        sendTasks: { sessionId: 's', tasks: [{ payload: { text: 't' } }], submitKey: 'key-é' },
+      }).subarray(4),
+    );
+    expect(send.sendTasks!.submitKey).to.equal('key-é');
+    const fetch = decodeClientFrame(
+      encodeClientFrame({
+        id: 8,
+        fetchOutputs: { sessionId: 's', countMax: 10, waitMs: 1000, holdMs: 0xffffffff },
+      }).subarray(4),
+    );
+    expect(fetch.fetchOutputs).to.include({ sessionId: 's', countMax: 10, waitMs: 1000, holdMs: 0xffffffff });
+    const ack = decodeClientFrame(
+      encodeClientFrame({ id: 9, ackOutputs: { sessionId: 's', deliveryId: 'd1' } }).subarray(4),
+    );
+    expect(bodyKind(ack)).to.equal('ackOutputs');
+    expect(ack.ackOutputs).to.include({ sessionId: 's', deliveryId: 'd1' });
+    expect(REPLY_FIELD.ackOutputs).to.equal('closed');
+
+    const reply = decodeGridFrame(
+      encodeGridFrame({
+        id: 8,
+        fetchOutputs: {
+          outputs: [{ taskId: '1', successful: true, payload: { text: 'o' } }],
+          deliveryId: 'd1',
+        },
+      }).subarray(4),
+    );
+    expect(reply.fetchOutputs!.deliveryId).to.equal('d1');
+    expect(reply.fetchOutputs!.outputs[0]).to.deep.include({ taskId: '1', payload: { text: 'o' } });
+    const status = decodeGridFrame(
+      encodeGridFrame({
+        id: 10,
+        sessionStatus: {
+          sessionId: 's',
+          state: SessionState.OPEN,
+          pending: 0,
+          running: 0,
+          done: 3,
+          failed: 0,
+          outputsReady: 1,
+          outputsHeld: 2,
+        },
+      }).subarray(4),
+    );
+    expect(status.sessionStatus).to.include({ outputsReady: 1, outputsHeld: 2 });
+  });
+
+  it('reads the new fields as empty from peers that do not send them', () => {
+    // Exactly what a grid or client written before these fields puts on the wire.
+    const send = decodeClientFrame(
+      encodeClientFrame({ id: 1, sendTasks: { sessionId: 's', tasks: [{}] } }).subarray(4),
+    );
+    expect(send.sendTasks!.submitKey).to.equal('');
+    const fetch = decodeClientFrame(
+      encodeClientFrame({ id: 2, fetchOutputs: { sessionId: 's', countMax: 1 } }).subarray(4),
+    );
+    expect(fetch.fetchOutputs!.holdMs).to.equal(0);
+    const reply = decodeGridFrame(encodeGridFrame({ id: 2, fetchOutputs: { outputs: [] } }).subarray(4));
+    expect(reply.fetchOutputs!.deliveryId).to.equal('');
+    // An empty delivery id is not written at all: the reply is byte-identical to the old one.
+    expect(encodeGridFrame({ id: 2, fetchOutputs: { outputs: [], deliveryId: '' } })).to.deep.equal(
+      encodeGridFrame({ id: 2, fetchOutputs: { outputs: [] } }),
+    );
+  });
+
+  it('encodes ack_outputs as ClientFrame field 18', () => {
+    const bytes = encodeClientFrame({ id: 3, ackOutputs: { sessionId: 's1', deliveryId: 'd1' } });
+    expect(bytes.toString('hex')).to.equal('0000000d' + '0803' + '920108' + '0a027331' + '12026431');
   });
 
   it('reassembles frames split and joined arbitrarily', () => {

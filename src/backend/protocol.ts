@@ -78,6 +78,8 @@ export interface SessionStatus {
   outputsReady: number;
   name?: string;
   priority?: number;
+  /** Outputs fetched with holdMs and not yet acknowledged; absent from grids that predate holds. */
+  outputsHeld?: number;
 }
 
 export interface GridErrorBody {
@@ -96,8 +98,11 @@ export interface RequestBodies {
   openSession: { connectionId: string; sessionId: string };
   closeSession: { sessionId: string; mode: CloseMode };
   sessionStatus: { sessionId: string };
-  sendTasks: { sessionId: string; tasks: TaskInput[] };
-  fetchOutputs: { sessionId: string; countMax: number; waitMs?: number };
+  /** submitKey makes the submit idempotent per session (docs/protocol.md 6.8). */
+  sendTasks: { sessionId: string; tasks: TaskInput[]; submitKey?: string };
+  /** holdMs > 0 holds the returned outputs until ackOutputs (docs/protocol.md 6.9). */
+  fetchOutputs: { sessionId: string; countMax: number; waitMs?: number; holdMs?: number };
+  ackOutputs: { sessionId: string; deliveryId: string };
 }
 
 /** The reply body that answers each request. */
@@ -111,7 +116,9 @@ export interface ReplyBodies {
   closeSession: Record<string, never>;
   sessionStatus: SessionStatus;
   sendTasks: { taskIds: string[] };
-  fetchOutputs: { outputs: TaskOutput[] };
+  /** deliveryId is absent or '' when nothing was held. */
+  fetchOutputs: { outputs: TaskOutput[]; deliveryId?: string };
+  ackOutputs: Record<string, never>;
 }
 
 export type Operation = keyof RequestBodies;
@@ -128,6 +135,7 @@ export const REPLY_FIELD: { readonly [K in Operation]: string } = {
   sessionStatus: 'sessionStatus',
   sendTasks: 'sendTasks',
   fetchOutputs: 'fetchOutputs',
+  ackOutputs: 'closed',
 };
 
 export interface ServerHello {

@@ -275,6 +275,13 @@ export const CATALOGUE = {
     retryable: false,
     hint: 'make the task input valid against the schema of this service version (InputSchemaURL in the SLA control file)',
   },
+  SSP_CLIENT_KEY_REUSED: {
+    status: 409,
+    side: 'Sender',
+    detail: 'InvalidArgumentFault',
+    retryable: false,
+    hint: 'a client key (clientKey or WS-Addressing MessageID) names one request; use a fresh key for a different request',
+  },
   SSP_STORE_UNAVAILABLE: {
     status: 503,
     side: 'Receiver',

@@ -44,6 +44,8 @@ const gridConfigSchema = z.strictObject({
     .max(1024 * 1024 * 1024)
     .default(DEFAULT_MAX_FRAME_BYTES),
   detachedSessionTtlMs: z.number().int().min(0).max(MAX_TIMER_MS).default(3_600_000),
+  /** Submit keys each session remembers for idempotent sendTasks; the oldest is forgotten first. */
+  submitKeysPerSession: z.number().int().min(1).max(10_000_000).default(100_000),
   applications: z
     .array(applicationSchema)
     .min(1)

@@ -2,13 +2,15 @@
  * Standalone reference grid:
  *   node dist/src/grid/main.js [--config grid.json] [--host H] [--port P] [--secret S]
  * GRID_SHARED_SECRET sets the secret too (a command-line secret is visible to other users).
- * Prints exactly one line on stdout, "grid listening on HOST:PORT"; logs go to stderr.
+ * Prints one line on stdout, "grid listening on HOST:PORT", and then only a "grid stats {json}"
+ * line for each SIGUSR2 (stats-probe.ts); logs go to stderr.
  * Runs on import, so that `symphony-soap-proxy grid` can load it.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseGridConfig } from './config';
 import { startGrid } from './server';
+import { STATS_SIGNAL, formatStatsLine } from './stats-probe';
 
 const USAGE = 'usage: main.js [--config FILE.json] [--host HOST] [--port PORT] [--secret SECRET]';
 
@@ -43,6 +45,8 @@ async function main(): Promise<void> {
   const config = parseGridConfig(raw);
 
   const grid = await startGrid(config, { log: (message) => console.error(`[grid] ${message}`) });
+  // Installed before the address is printed, so that no one can signal a grid without a handler.
+  process.on(STATS_SIGNAL, () => process.stdout.write(formatStatsLine(grid.stats())));
   process.stdout.write(`grid listening on ${grid.address.host}:${grid.address.port}\n`);
 
   let stopping = false;

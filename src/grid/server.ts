@@ -19,8 +19,9 @@ import {
 import type { GridConfig } from './config';
 import { GridError } from './errors';
 import type { Logger } from './scheduler';
-import { PendingFetch, SessionManager } from './session-manager';
+import { DeliveryOwner, PendingFetch, SessionManager } from './session-manager';
 
+/** Gauges describe now; the other numbers count since the grid started. */
 export interface GridStats {
   sockets: number;
   connections: number;
@@ -28,6 +29,14 @@ export interface GridStats {
   pendingTasks: number;
   runningTasks: number;
   outputsReady: number;
+  /** Gauge: outputs fetched with hold_ms and not yet acknowledged. */
+  outputsHeld: number;
+  /** Tasks queued by sendTasks; a duplicate submit suppressed by its submit key adds nothing. */
+  tasksAccepted: number;
+  /** sendTasks requests answered from a remembered submit key, queueing nothing. */
+  duplicateSubmits: number;
+  /** Held outputs put back for another fetch: hold expired, or the fetching socket closed. */
+  outputsRequeued: number;
   tasksCompleted: number;
   tasksFailed: number;
   workers: number;
@@ -128,6 +137,8 @@ class Peer {
   private paused = false;
   private inFlight = 0;
   private readonly waiting = new Set<PendingFetch>();
+  /** Held fetches answered on this socket, re-queued when it closes. */
+  private readonly deliveries = new DeliveryOwner();
 
   constructor(
     readonly socket: Socket,
@@ -173,6 +184,7 @@ class Peer {
     this.closing = true;
     for (const w of this.waiting) w.cancel();
     this.waiting.clear();
+    this.deliveries.close();
   }
 
   drop(reason: string): void {
@@ -279,12 +291,18 @@ class Peer {
         return;
       case 'sendTasks': {
         const b = frame.sendTasks!;
-        this.reply({ id, sendTasks: { taskIds: m.sendTasks(b.sessionId, b.tasks) } });
+        this.reply({ id, sendTasks: { taskIds: m.sendTasks(b.sessionId, b.tasks, b.submitKey ?? '') } });
         return;
       }
       case 'fetchOutputs':
         this.fetch(id, frame.fetchOutputs!);
         return;
+      case 'ackOutputs': {
+        const b = frame.ackOutputs!;
+        m.ackOutputs(b.sessionId, b.deliveryId);
+        this.reply({ id, closed: {} });
+        return;
+      }
       default:
         this.inFlight--;
         this.protocolError(id, `frame carries no known request (${kind ?? 'no body'})`);
@@ -292,16 +310,22 @@ class Peer {
   }
 
   private fetch(id: number, b: RequestBodies['fetchOutputs']): void {
-    const result = this.manager.fetchOutputs(b.sessionId, b.countMax, b.waitMs ?? 0);
+    const result = this.manager.fetchOutputs(
+      b.sessionId,
+      b.countMax,
+      b.waitMs ?? 0,
+      b.holdMs ?? 0,
+      this.deliveries,
+    );
     if (!(result instanceof PendingFetch)) {
-      this.reply({ id, fetchOutputs: { outputs: result } });
+      this.reply({ id, fetchOutputs: result });
       return;
     }
     this.waiting.add(result);
     result.promise.then(
-      (outputs) => {
+      (fetched) => {
         this.waiting.delete(result);
-        this.reply({ id, fetchOutputs: { outputs } });
+        this.reply({ id, fetchOutputs: fetched });
       },
       (err: unknown) => {
         this.waiting.delete(result);

@@ -20,6 +20,9 @@ import { AppScheduler, type Logger, type SchedulerStats } from './scheduler';
 import { Fifo, Task, TaskQueue, payloadSize, type TaskSession } from './task-queue';
 
 const MAX_WAIT_MS = 60_000;
+/** Longest hold_ms honoured; larger values are capped, as wait_ms is. */
+export const MAX_HOLD_MS = 10 * 60_000;
+export const MAX_SUBMIT_KEY_BYTES = 256;
 const MAX_PRIORITY = 10_000;
 const DEFAULT_PRIORITY = 1;
 const EMPTY_PAYLOAD: Payload = Object.freeze({});
@@ -77,10 +80,58 @@ class Connection {
   ) {}
 }
 
+/** What a fetch answers: deliveryId is '' unless the outputs are held. */
+export interface FetchResult {
+  outputs: TaskOutput[];
+  deliveryId: string;
+}
+
+/** Grid-wide counters, shared by every session, so that they outlive destroyed sessions. */
+export interface GridCounters {
+  /** Tasks queued by sendTasks; a suppressed duplicate adds nothing. */
+  tasksAccepted: number;
+  /** sendTasks answered from a remembered submit key without queueing anything. */
+  duplicateSubmits: number;
+  /** Held outputs put back for another fetch (hold expired, or the fetching socket closed). */
+  outputsRequeued: number;
+}
+
+/**
+ * The socket held fetches were answered on. Once it closes nobody can tell whether the replies
+ * arrived, so its unacknowledged deliveries go back to their sessions.
+ */
+export class DeliveryOwner {
+  closed = false;
+  readonly deliveries = new Set<Delivery>();
+
+  close(): void {
+    this.closed = true;
+    for (const d of [...this.deliveries]) d.session.requeue(d);
+  }
+}
+
+/** Outputs returned by a fetch with hold_ms, kept until acknowledged. */
+class Delivery {
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly session: Session,
+    readonly outputs: TaskOutput[],
+    readonly owner: DeliveryOwner | undefined,
+  ) {}
+}
+
+/** Where a remembered submit's task ids start; one submit always gets consecutive ids. */
+interface SubmitRecord {
+  first: number;
+  count: number;
+}
+
 /** A fetchOutputs waiting for outputs. */
 export class PendingFetch {
-  readonly promise: Promise<TaskOutput[]>;
-  private resolveFn!: (outputs: TaskOutput[]) => void;
+  readonly promise: Promise<FetchResult>;
+  private resolveFn!: (result: FetchResult) => void;
   private rejectFn!: (err: GridError) => void;
   private timer: NodeJS.Timeout | undefined;
   settled = false;
@@ -89,18 +140,20 @@ export class PendingFetch {
     private readonly session: Session,
     readonly countMax: number,
     waitMs: number,
+    readonly holdMs: number,
+    readonly owner: DeliveryOwner | undefined,
   ) {
-    this.promise = new Promise<TaskOutput[]>((resolve, reject) => {
+    this.promise = new Promise<FetchResult>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
     });
-    this.timer = setTimeout(() => this.resolve([]), waitMs);
+    this.timer = setTimeout(() => this.resolve({ outputs: [], deliveryId: '' }), waitMs);
   }
 
-  resolve(outputs: TaskOutput[]): void {
+  resolve(result: FetchResult): void {
     if (this.settled) return;
     this.finish();
-    this.resolveFn(outputs);
+    this.resolveFn(result);
   }
 
   reject(err: GridError): void {
@@ -133,15 +186,22 @@ export class Session implements TaskSession {
   /** The connection the session is attached to; undefined while detached. */
   connection: Connection | undefined;
   detachTimer: NodeJS.Timeout | undefined;
+  /** Outputs in held deliveries, not counted in `outputs`. */
+  heldCount = 0;
   private nextTaskId = 1;
   private waiters: PendingFetch[] = [];
   private wakeScheduled = false;
+  /** Insertion-ordered, so the first key is the oldest. */
+  private readonly submitKeys = new Map<string, SubmitRecord>();
+  private readonly held = new Map<string, Delivery>();
 
   constructor(
     readonly id: string,
     readonly app: Application,
     readonly name: string,
     readonly priority: number,
+    private readonly counters: GridCounters,
+    private readonly submitKeyLimit: number,
   ) {}
 
   get state(): SessionState {
@@ -149,8 +209,23 @@ export class Session implements TaskSession {
     return this.connection ? SessionState.OPEN : SessionState.DETACHED;
   }
 
-  submit(inputs: TaskInput[]): string[] {
+  /** Queues the tasks; a submit key seen before returns that submit's ids and queues nothing. */
+  submit(inputs: TaskInput[], submitKey: string): string[] {
     const n = inputs.length;
+    if (submitKey !== '') {
+      const prior = this.submitKeys.get(submitKey);
+      if (prior) {
+        if (prior.count !== n) {
+          throw new GridError(
+            ErrorCode.INVALID_ARGUMENT,
+            `submit key was first used for ${prior.count} task(s); this request has ${n}`,
+          );
+        }
+        this.counters.duplicateSubmits++;
+        return Array.from({ length: n }, (_, i) => String(prior.first + i));
+      }
+    }
+    const first = this.nextTaskId;
     const ids = new Array<string>(n);
     for (let i = 0; i < n; i++) {
       const input = inputs[i]!;
@@ -169,6 +244,13 @@ export class Session implements TaskSession {
       );
     }
     this.app.scheduler.markReady(this);
+    this.counters.tasksAccepted += n;
+    if (submitKey !== '') {
+      if (this.submitKeys.size >= this.submitKeyLimit) {
+        this.submitKeys.delete(this.submitKeys.keys().next().value!);
+      }
+      this.submitKeys.set(submitKey, { first, count: n });
+    }
     return ids;
   }
 
@@ -184,22 +266,59 @@ export class Session implements TaskSession {
     }
     if (task.tag !== '') output.tag = task.tag;
     this.outputs.push(output);
-    if (this.waiters.length > 0 && !this.wakeScheduled) {
-      // A worker reports many results at once: wake waiters once, after all of them.
-      this.wakeScheduled = true;
-      queueMicrotask(this.wake);
-    }
+    this.scheduleWake();
   }
 
-  take(countMax: number): TaskOutput[] {
+  /**
+   * Takes up to countMax outputs, oldest first; with holdMs > 0 they are held under a new
+   * delivery id until acknowledged. Nothing is taken for a socket that has already closed.
+   */
+  collect(countMax: number, holdMs: number, owner: DeliveryOwner | undefined): FetchResult {
+    if (owner?.closed) return { outputs: [], deliveryId: '' };
     const n = Math.min(countMax, this.outputs.length);
-    const out = new Array<TaskOutput>(n);
-    for (let i = 0; i < n; i++) out[i] = this.outputs.shift()!;
-    return out;
+    const outputs = new Array<TaskOutput>(n);
+    for (let i = 0; i < n; i++) outputs[i] = this.outputs.shift()!;
+    if (n === 0 || !(holdMs > 0)) return { outputs, deliveryId: '' };
+    const d = new Delivery(newId(), this, outputs, owner);
+    this.held.set(d.id, d);
+    this.heldCount += n;
+    owner?.deliveries.add(d);
+    d.timer = setTimeout(() => this.requeue(d), holdMs);
+    d.timer.unref();
+    return { outputs, deliveryId: d.id };
   }
 
-  addWaiter(countMax: number, waitMs: number): PendingFetch {
-    const w = new PendingFetch(this, countMax, waitMs);
+  /** Releases a delivery for good. Unknown ids are a no-op, so that an ack may be repeated. */
+  ack(deliveryId: string): void {
+    const d = this.held.get(deliveryId);
+    if (d) this.release(d);
+  }
+
+  /** Puts a delivery's outputs back at the front of the queue, in their order, for the next fetch. */
+  requeue(d: Delivery): void {
+    if (!this.release(d)) return;
+    this.outputs.unshiftAll(d.outputs);
+    this.counters.outputsRequeued += d.outputs.length;
+    this.scheduleWake();
+  }
+
+  /** False if the delivery was already acknowledged, re-queued or discarded. */
+  private release(d: Delivery): boolean {
+    if (this.held.get(d.id) !== d) return false;
+    this.held.delete(d.id);
+    clearTimeout(d.timer);
+    d.owner?.deliveries.delete(d);
+    this.heldCount -= d.outputs.length;
+    return true;
+  }
+
+  addWaiter(
+    countMax: number,
+    waitMs: number,
+    holdMs: number,
+    owner: DeliveryOwner | undefined,
+  ): PendingFetch {
+    const w = new PendingFetch(this, countMax, waitMs, holdMs, owner);
     this.waiters.push(w);
     return w;
   }
@@ -209,36 +328,49 @@ export class Session implements TaskSession {
     if (i >= 0) this.waiters.splice(i, 1);
   }
 
+  private scheduleWake(): void {
+    if (this.waiters.length > 0 && !this.wakeScheduled) {
+      // A worker reports many results at once: wake waiters once, after all of them.
+      this.wakeScheduled = true;
+      queueMicrotask(this.wake);
+    }
+  }
+
   private readonly wake = (): void => {
     this.wakeScheduled = false;
     while (this.waiters.length > 0 && this.outputs.length > 0) {
       const w = this.waiters[0]!;
-      w.resolve(this.take(w.countMax)); // removes w from waiters
+      w.resolve(this.collect(w.countMax, w.holdMs, w.owner)); // removes w from waiters
     }
   };
 
-  /** Discards everything; waiting fetches fail with UNKNOWN_SESSION. */
+  /** Discards everything, held outputs included; waiting fetches fail with UNKNOWN_SESSION. */
   destroy(reason: string): void {
     this.closed = true;
     clearTimeout(this.detachTimer);
     this.queue.clear();
     this.outputs.drain();
+    for (const d of [...this.held.values()]) this.release(d);
+    this.submitKeys.clear();
     for (const w of [...this.waiters]) w.reject(new GridError(ErrorCode.UNKNOWN_SESSION, reason));
   }
 }
 
-export interface SessionManagerStats extends SchedulerStats {
+export interface SessionManagerStats extends SchedulerStats, GridCounters {
   connections: number;
   sessions: number;
   pendingTasks: number;
   runningTasks: number;
   outputsReady: number;
+  /** Outputs fetched with hold_ms and not yet acknowledged, re-queued or discarded. */
+  outputsHeld: number;
 }
 
 export class SessionManager {
   private readonly apps = new Map<string, Application>();
   private readonly connections = new Map<string, Connection>();
   private readonly sessions = new Map<string, Session>();
+  private readonly counters: GridCounters = { tasksAccepted: 0, duplicateSubmits: 0, outputsRequeued: 0 };
 
   constructor(
     private readonly config: GridConfig,
@@ -290,7 +422,14 @@ export class SessionManager {
         `session priority ${priority} is outside 0..${MAX_PRIORITY}`,
       );
     }
-    const session = new Session(newId(), conn.app, attributes?.name ?? '', priority);
+    const session = new Session(
+      newId(),
+      conn.app,
+      attributes?.name ?? '',
+      priority,
+      this.counters,
+      this.config.submitKeysPerSession,
+    );
     this.sessions.set(session.id, session);
     this.attach(session, conn);
     return session.id;
@@ -334,35 +473,59 @@ export class SessionManager {
       outputsReady: s.outputs.length,
       name: s.name,
       priority: s.priority,
+      outputsHeld: s.heldCount,
     };
   }
 
-  sendTasks(sessionId: string, tasks: TaskInput[]): string[] {
+  sendTasks(sessionId: string, tasks: TaskInput[], submitKey = ''): string[] {
     const session = this.session(sessionId);
     if (!session.connection) {
       throw new GridError(ErrorCode.UNKNOWN_SESSION, 'session is detached; openSession first');
     }
     if (tasks.length === 0)
       throw new GridError(ErrorCode.INVALID_ARGUMENT, 'sendTasks needs at least one task');
-    return session.submit(tasks);
+    const keyBytes = Buffer.byteLength(submitKey, 'utf8');
+    if (keyBytes > MAX_SUBMIT_KEY_BYTES) {
+      throw new GridError(
+        ErrorCode.INVALID_ARGUMENT,
+        `submit key is ${keyBytes} bytes; at most ${MAX_SUBMIT_KEY_BYTES} are allowed`,
+      );
+    }
+    return session.submit(tasks, submitKey);
   }
 
-  /** Outputs at once, or a PendingFetch when none are ready and the caller is willing to wait. */
-  fetchOutputs(sessionId: string, countMax: number, waitMs: number): TaskOutput[] | PendingFetch {
+  /**
+   * Outputs at once, or a PendingFetch when none are ready and the caller is willing to wait.
+   * owner is the asking socket: held outputs go back when it closes.
+   */
+  fetchOutputs(
+    sessionId: string,
+    countMax: number,
+    waitMs: number,
+    holdMs = 0,
+    owner?: DeliveryOwner,
+  ): FetchResult | PendingFetch {
     const session = this.session(sessionId);
     if (!(countMax > 0)) throw new GridError(ErrorCode.INVALID_ARGUMENT, 'countMax must be at least 1');
-    if (session.outputs.length > 0 || !(waitMs > 0)) return session.take(countMax);
-    return session.addWaiter(countMax, Math.min(waitMs, MAX_WAIT_MS));
+    const hold = holdMs > 0 ? Math.min(holdMs, MAX_HOLD_MS) : 0;
+    if (session.outputs.length > 0 || !(waitMs > 0)) return session.collect(countMax, hold, owner);
+    return session.addWaiter(countMax, Math.min(waitMs, MAX_WAIT_MS), hold, owner);
+  }
+
+  ackOutputs(sessionId: string, deliveryId: string): void {
+    this.session(sessionId).ack(deliveryId);
   }
 
   stats(): SessionManagerStats {
     let pendingTasks = 0;
     let runningTasks = 0;
     let outputsReady = 0;
+    let outputsHeld = 0;
     for (const s of this.sessions.values()) {
       pendingTasks += s.queue.length;
       runningTasks += s.running;
       outputsReady += s.outputs.length;
+      outputsHeld += s.heldCount;
     }
     const totals: SchedulerStats = { workers: 0, workerRestarts: 0, tasksCompleted: 0, tasksFailed: 0 };
     for (const app of this.apps.values()) {
@@ -378,6 +541,8 @@ export class SessionManager {
       pendingTasks,
       runningTasks,
       outputsReady,
+      outputsHeld,
+      ...this.counters,
       ...totals,
     };
   }

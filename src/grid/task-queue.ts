@@ -18,6 +18,18 @@ export class Fifo<T> {
     else this.items.unshift(item);
   }
 
+  /** Puts items back at the front, keeping their order: items[0] comes out next. */
+  unshiftAll(items: readonly T[]): void {
+    if (items.length === 0) return;
+    if (items.length <= this.head) {
+      this.head -= items.length;
+      for (let i = 0; i < items.length; i++) this.items[this.head + i] = items[i];
+    } else {
+      this.items = [...items, ...this.items.slice(this.head)];
+      this.head = 0;
+    }
+  }
+
   peek(): T | undefined {
     return this.items[this.head];
   }

@@ -28,6 +28,14 @@ export interface PolicyBinding {
 export interface RequestContext {
   /** Generated, or the client's WS-Addressing MessageID; echoed in X-Correlation-Id and audited. */
   correlationId: string;
+  /** The WS-Addressing MessageID, when it is a plain token: the default client key. */
+  messageId: string | undefined;
+  /** WS-Security saw this very signed message before (see VerifiedRequest.resend). */
+  resend: boolean;
+  /** The consumer-scoped client key (clientKey element or MessageID), once decoded. */
+  clientKey: string | undefined;
+  /** The answer came from a remembered earlier call with the same client key. */
+  repeated: boolean;
   readonly startedAt: number;
   readonly req: IncomingMessage;
   /** Request path without the query: the service version when a control file is in effect. */

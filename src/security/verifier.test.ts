@@ -25,7 +25,7 @@ describe('security/verifier: in-process round trips with the envelope signer', (
   function verifier(): WssVerifier {
     const seen = new Set<string>();
     return new WssVerifier(trust, POLICY, {
-      claimOnce: async (k) => (seen.has(k) ? false : (seen.add(k), true)),
+      claimOnce: async (k) => (seen.has(k) ? 'taken' : (seen.add(k), 'claimed')),
     });
   }
 

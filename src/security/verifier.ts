@@ -31,6 +31,7 @@ import {
   type SignatureAlgorithm,
 } from './names';
 import type { TrustedSigner, TrustStore } from './truststore';
+import type { ClaimResult } from '../store/store';
 
 export interface VerifierPolicy {
   ttlSeconds: number;
@@ -41,13 +42,18 @@ export interface VerifierPolicy {
 
 /** Remembers a key for a while and reports whether it was new (the replay cache). */
 export interface ReplayGuard {
-  claimOnce(key: string, ttlMs: number): Promise<boolean>;
+  claimOnce(key: string, ttlMs: number, tag?: string): Promise<ClaimResult>;
 }
 
 export interface VerifiedRequest {
   signer: TrustedSigner;
   /** When the replay-cache entry and the request's validity lapse. */
   validUntil: number;
+  /**
+   * The very same signed message, with the same resend tag, was accepted before: a retry by a
+   * load balancer or the client. Only operations that answer a repeat from memory may serve it.
+   */
+  resend: boolean;
 }
 
 const structure = (m: string): GatewayError => new GatewayError('SSP_WSS_STRUCTURE', m);
@@ -153,6 +159,7 @@ export class WssVerifier {
     header: XmlElement | null,
     body: XmlElement,
     now = Date.now(),
+    resendTag = '',
   ): Promise<VerifiedRequest> {
     if (!header) throw missing('the request has no SOAP Header, so no wsse:Security');
     const idx = indexEnvelope(root, header);
@@ -232,10 +239,14 @@ export class WssVerifier {
       }
     }
 
-    if (!(await this.replay.claimOnce(`wss:${signatureValue}`, Math.max(1000, validUntil - now)))) {
+    const claim = await this.replay.claimOnce(
+      `wss:${signatureValue}`,
+      Math.max(1000, validUntil - now),
+      resendTag,
+    );
+    if (claim === 'taken')
       throw new GatewayError('SSP_WSS_REPLAY', 'this signed message was already accepted once');
-    }
-    return { signer, validUntil };
+    return { signer, validUntil, resend: claim === 'resend' };
   }
 
   private checkTimestamp(ts: XmlElement, now: number): number {

@@ -28,6 +28,14 @@ export interface SoapServerOptions {
   isServicePath?: (path: string) => boolean;
   /** Called once per SOAP call, success or fault, after the reply is written: audit and metrics. */
   onDone?: (ctx: RequestContext, fault: GatewayError | null, bytesOut: number) => void;
+  /** Counts calls in flight and, once draining, asks clients to close their connections. */
+  drain?: DrainGate;
+}
+
+/** What a graceful shutdown needs to know about the listener. */
+export class DrainGate {
+  inFlight = 0;
+  draining = false;
 }
 
 export function createSoapServer(
@@ -37,7 +45,14 @@ export function createSoapServer(
 ): http.Server | https.Server {
   const write = opts.writeEnvelope ?? envelope;
   const isServicePath = opts.isServicePath ?? ((p: string) => p === opts.path);
+  const gate = opts.drain;
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    if (gate) {
+      gate.inFlight++;
+      res.once('close', () => gate.inFlight--);
+      // A keep-alive connection would otherwise bring the next call to a proxy that is leaving.
+      if (gate.draining) res.setHeader('connection', 'close');
+    }
     const q = req.url!.indexOf('?');
     const path = q < 0 ? req.url! : req.url!.slice(0, q);
     const query = q < 0 ? '' : req.url!.slice(q + 1);
@@ -121,6 +136,10 @@ async function handle(
 ): Promise<void> {
   const ctx: RequestContext = {
     correlationId: nextCorrelationId(),
+    messageId: undefined,
+    resend: false,
+    clientKey: undefined,
+    repeated: false,
     startedAt: performance.now(),
     req,
     path,

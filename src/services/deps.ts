@@ -6,4 +6,9 @@ export interface ServiceDeps {
   router: GridRouter;
   store: StateStore;
   maxTasksPerBatch: number;
+  reliability: {
+    clientKeyTtlMs: number;
+    maxLeaseMs: number;
+    gridHoldMs: number;
+  };
 }

@@ -84,18 +84,28 @@ export class GridRouter {
     return c;
   }
 
-  /** Calls the grid, accounting the wait in ctx.gridMs and mapping failures to faults. */
+  /**
+   * Calls the grid, accounting the wait in ctx.gridMs and mapping failures to faults. A call
+   * marked retrySafe (its repeat has no further effect) is sent once more when its grid
+   * connection dropped under it, so that a lost socket costs the client nothing.
+   */
   async call<K extends Operation>(
     ctx: RequestContext,
     cluster: string,
     op: K,
     body: RequestBodies[K],
     timeoutMs?: number,
+    opts: { retrySafe?: boolean } = {},
   ): Promise<ReplyBodies[K]> {
     const client = this.client(cluster);
     const t0 = performance.now();
     try {
-      return await client.call(op, body, timeoutMs);
+      try {
+        return await client.call(op, body, timeoutMs);
+      } catch (e) {
+        if (!opts.retrySafe || !(e instanceof GridCallError) || e.kind !== 'unavailable') throw e;
+        return await client.call(op, body, timeoutMs);
+      }
     } catch (e) {
       throw toGatewayError(e, cluster);
     } finally {

@@ -40,13 +40,21 @@ export interface TaskSubmissionAttributes {
 export interface SendTaskInputArgs {
   sessionId: string;
   taskSubmissionAttributes: TaskSubmissionAttributes;
+  clientKey?: string;
 }
 export interface SendTaskInputBatchArgs {
   sessionId: string;
   taskSubmissionAttributes: TaskSubmissionAttributes[];
+  clientKey?: string;
 }
 export interface FetchTaskOutputArgs {
   sessionId: string;
   countMax: number;
   timeoutMillis?: number;
+  leaseMillis?: number;
+  acknowledge?: string;
+}
+export interface AcknowledgeTaskOutputArgs {
+  sessionId: string;
+  deliveryToken: string;
 }

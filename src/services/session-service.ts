@@ -65,8 +65,12 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
           await store.deleteSession(args.sessionId);
         throw e;
       }
-      // A detached session keeps its record so that its owner can openSession it later.
-      if (mode === CloseMode.DESTROY) await store.deleteSession(args.sessionId);
+      // A detached session keeps its record (and leased outputs) so that its owner can
+      // openSession it later.
+      if (mode === CloseMode.DESTROY) {
+        await store.deleteSession(args.sessionId);
+        await store.dropOutputs(args.sessionId);
+      }
       return {};
     },
 

@@ -1,10 +1,14 @@
 /** TaskInput and TaskOutput port types: sendTaskInput, sendTaskInputBatch, fetchTaskOutput. */
-import type { Payload, TaskInput } from '../backend/protocol';
+import { randomBytes } from 'node:crypto';
+import type { Payload, TaskInput, TaskOutput } from '../backend/protocol';
 import { GatewayError } from '../errors/catalogue';
 import { parseXml } from '../soap/xml';
 import type { Handler } from '../stages/dispatch';
 import type { ServiceDeps } from './deps';
+import type { RequestContext } from '../pipeline/context';
+import type { StoredOutput } from '../store/store';
 import type {
+  AcknowledgeTaskOutputArgs,
   FetchTaskOutputArgs,
   PayloadValue,
   SendTaskInputArgs,
@@ -36,14 +40,73 @@ function checkedOutput(p: Payload | undefined): { value?: PayloadValue; problem?
   return { value: { binary: Buffer.from(p.binary ?? new Uint8Array()) } };
 }
 
-export function taskService({ router, store, maxTasksPerBatch }: ServiceDeps): Record<string, Handler> {
+/** Outputs travel through the store as JSON, binary payloads as base64. */
+function serializeOutput(o: TaskOutput): StoredOutput {
+  const p = o.payload;
+  const payload =
+    p === undefined
+      ? undefined
+      : p.binary !== undefined
+        ? { binary: Buffer.from(p.binary).toString('base64') }
+        : p;
+  return {
+    taskId: o.taskId,
+    data: JSON.stringify({
+      taskId: o.taskId,
+      successful: o.successful,
+      exception: o.exception,
+      tag: o.tag,
+      payload,
+    }),
+  };
+}
+
+function deserializeOutput(data: string): TaskOutput {
+  const v = JSON.parse(data) as TaskOutput & { payload?: { xml?: string; text?: string; binary?: string } };
+  const p = v.payload;
+  return {
+    taskId: v.taskId,
+    successful: v.successful,
+    exception: v.exception,
+    tag: v.tag,
+    payload: p?.binary !== undefined ? { binary: Buffer.from(p.binary, 'base64') } : p,
+  };
+}
+
+function render(o: TaskOutput): Record<string, unknown> {
+  const { value, problem } = checkedOutput(o.payload);
+  return {
+    taskId: o.taskId,
+    tag: o.tag || undefined,
+    successful: o.successful && !problem,
+    exception: problem ?? (o.successful ? undefined : o.exception || 'the task failed without a message'),
+    taskOutput: problem ? undefined : value,
+  };
+}
+
+export function taskService({
+  router,
+  store,
+  maxTasksPerBatch,
+  reliability,
+}: ServiceDeps): Record<string, Handler> {
+  /** With a client key the grid de-duplicates, so a send may be retried on another socket. */
+  async function send(ctx: RequestContext, cluster: string, sessionId: string, tasks: TaskInput[]) {
+    const submitKey = ctx.clientKey;
+    return router.call(
+      ctx,
+      cluster,
+      'sendTasks',
+      submitKey === undefined ? { sessionId, tasks } : { sessionId, tasks, submitKey },
+      undefined,
+      { retrySafe: submitKey !== undefined },
+    );
+  }
+
   return {
     async sendTaskInput(args: SendTaskInputArgs, ctx) {
       const rec = await ownedSession(store, ctx, args.sessionId);
-      const reply = await router.call(ctx, rec.cluster, 'sendTasks', {
-        sessionId: args.sessionId,
-        tasks: [toTask(args.taskSubmissionAttributes)],
-      });
+      const reply = await send(ctx, rec.cluster, args.sessionId, [toTask(args.taskSubmissionAttributes)]);
       return { taskId: reply.taskIds[0] };
     },
 
@@ -56,37 +119,81 @@ export function taskService({ router, store, maxTasksPerBatch }: ServiceDeps): R
         );
       }
       const rec = await ownedSession(store, ctx, args.sessionId);
-      const reply = await router.call(ctx, rec.cluster, 'sendTasks', {
-        sessionId: args.sessionId,
-        tasks: args.taskSubmissionAttributes.map(toTask),
-      });
+      const reply = await send(ctx, rec.cluster, args.sessionId, args.taskSubmissionAttributes.map(toTask));
       return { taskId: reply.taskIds };
     },
 
+    /**
+     * Lapsed leases first, then the grid. A leased fetch stores what the grid handed out
+     * before it acknowledges the grid's hold, so that a proxy dying at any point loses nothing:
+     * before the store write the grid takes its outputs back, after it the lease has them.
+     */
     async fetchTaskOutput(args: FetchTaskOutputArgs, ctx) {
       const rec = await ownedSession(store, ctx, args.sessionId);
-      const waitMs = args.timeoutMillis ?? 0;
-      const reply = await router.call(
-        ctx,
-        rec.cluster,
-        'fetchOutputs',
-        { sessionId: args.sessionId, countMax: args.countMax, waitMs },
-        // The grid may legitimately hold the call for waitMs before answering.
-        waitMs + router.client(rec.cluster).opts.requestTimeoutMs,
-      );
+      const leaseMs = args.leaseMillis === undefined ? 0 : Math.min(args.leaseMillis, reliability.maxLeaseMs);
+      const start = await store.beginFetch({
+        sessionId: args.sessionId,
+        acknowledge: args.acknowledge,
+        token: randomBytes(16).toString('base64url'),
+        leaseMs,
+        reclaimAll: leaseMs > 0 && args.acknowledge === undefined,
+        countMax: args.countMax,
+        repeatKey: leaseMs > 0 ? ctx.clientKey : undefined,
+        repeatTtlMs: reliability.clientKeyTtlMs,
+      });
+      const outputs = start.outputs.map(deserializeOutput);
+      if (start.repeat) ctx.repeated = true;
+      else if (outputs.length < args.countMax) {
+        // Outputs in hand are answered at once rather than held for a long poll.
+        const waitMs = outputs.length > 0 ? 0 : (args.timeoutMillis ?? 0);
+        try {
+          const reply = await router.call(
+            ctx,
+            rec.cluster,
+            'fetchOutputs',
+            {
+              sessionId: args.sessionId,
+              countMax: args.countMax - outputs.length,
+              waitMs,
+              holdMs: leaseMs > 0 ? reliability.gridHoldMs : 0,
+            },
+            // The grid may legitimately hold the call for waitMs before answering.
+            waitMs + router.client(rec.cluster).opts.requestTimeoutMs,
+            // Held outputs go back to the session when the socket drops, so a retry is safe.
+            { retrySafe: leaseMs > 0 },
+          );
+          if (leaseMs > 0 && reply.outputs.length > 0) {
+            await store.leaseOutputs(
+              args.sessionId,
+              start.token,
+              reply.outputs.map(serializeOutput),
+              leaseMs,
+            );
+            const deliveryId = reply.deliveryId;
+            if (deliveryId) {
+              // Unacknowledged, the grid would hand them out again after gridHoldMs: a duplicate, not a loss.
+              router
+                .client(rec.cluster)
+                .call('ackOutputs', { sessionId: args.sessionId, deliveryId })
+                .catch(() => undefined);
+            }
+          }
+          outputs.push(...reply.outputs);
+        } catch (e) {
+          // Lapsed outputs already taken are this fetch's: deliver them rather than a fault.
+          if (outputs.length === 0) throw e;
+        }
+      }
       return {
-        taskOutput: reply.outputs.map((o) => {
-          const { value, problem } = checkedOutput(o.payload);
-          return {
-            taskId: o.taskId,
-            tag: o.tag || undefined,
-            successful: o.successful && !problem,
-            exception:
-              problem ?? (o.successful ? undefined : o.exception || 'the task failed without a message'),
-            taskOutput: problem ? undefined : value,
-          };
-        }),
+        taskOutput: outputs.map(render),
+        deliveryToken: leaseMs > 0 ? start.token : undefined,
       };
+    },
+
+    async acknowledgeTaskOutput(args: AcknowledgeTaskOutputArgs, ctx) {
+      await ownedSession(store, ctx, args.sessionId);
+      await store.acknowledge(args.sessionId, args.deliveryToken);
+      return {};
     },
   };
 }

@@ -40,7 +40,10 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
         if (c.local === 'MessageID' && WSA.has(c.uri)) {
           const id = textOf(c).trim();
           // The client's id names this call in our logs and audit, so it must be a plain token.
-          if (MESSAGE_ID.test(id)) ctx.correlationId = id;
+          if (MESSAGE_ID.test(id)) {
+            ctx.correlationId = id;
+            ctx.messageId = id;
+          }
         }
       }
       if (n > limits.maxHeaders) {

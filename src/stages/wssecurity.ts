@@ -7,8 +7,16 @@ import type { WssVerifier } from '../security/verifier';
 
 export function wssecurity(verifier: WssVerifier): Stage {
   return async (ctx, next) => {
-    const verified = await verifier.verify(ctx.envelope!, ctx.header, ctx.payload!.parent!);
+    // A resend must carry the same MessageID, or a replayed body could pose as a new call.
+    const verified = await verifier.verify(
+      ctx.envelope!,
+      ctx.header,
+      ctx.payload!.parent!,
+      Date.now(),
+      ctx.messageId ?? '',
+    );
     ctx.signer = verified.signer;
+    ctx.resend = verified.resend;
     await next();
   };
 }

@@ -1,15 +1,57 @@
 /**
- * The single-process store: plain maps. Records live until closed, like the grid's; claimed
- * keys expire, swept lazily so that an idle proxy does no work.
+ * The single-process store: plain maps. Records and leased outputs live until closed or
+ * released, like the grid's; claimed keys and remembered replies expire.
  */
+import { MemoryLeases } from './memory-leases';
 import { RateWindows } from './rate-window';
-import type { ConnectionRecord, RateDecision, RateLimit, SessionRecord, StateStore } from './store';
+import type {
+  ClaimResult,
+  ConnectionRecord,
+  FetchLease,
+  FetchStart,
+  RateDecision,
+  RateLimit,
+  RememberedReply,
+  SessionRecord,
+  StateStore,
+  StoredOutput,
+} from './store';
+
+/** Keyed entries that lapse, swept lazily so that an idle proxy does no work. */
+class Expiring<V> {
+  private readonly entries = new Map<string, { value: V; until: number }>();
+  private nextSweep = 0;
+
+  get(key: string, now: number): V | undefined {
+    const e = this.entries.get(key);
+    return e && e.until > now ? e.value : undefined;
+  }
+
+  set(key: string, value: V, until: number, now: number): void {
+    if (now >= this.nextSweep) {
+      // Insertion order is close to expiry order, so stop at the first live entry; a
+      // straggler left behind is still refused by its expiry check in get().
+      for (const [k, e] of this.entries) {
+        if (e.until > now) break;
+        this.entries.delete(k);
+      }
+      this.nextSweep = now + 1000;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, { value, until });
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
 
 export class MemoryStore implements StateStore {
   private readonly connections = new Map<string, ConnectionRecord>();
   private readonly sessions = new Map<string, SessionRecord>();
-  private readonly claims = new Map<string, number>();
-  private nextSweep = 0;
+  private readonly claims = new Expiring<string>();
+  private readonly replies = new Expiring<RememberedReply>();
+  private readonly leases = new MemoryLeases();
   private readonly rates = new RateWindows();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
@@ -30,27 +72,44 @@ export class MemoryStore implements StateStore {
   async deleteSession(id: string): Promise<void> {
     this.sessions.delete(id);
   }
-  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+  async claimOnce(key: string, ttlMs: number, tag = ''): Promise<ClaimResult> {
     const now = Date.now();
-    if (now >= this.nextSweep) {
-      // Insertion order is close to expiry order, so stop at the first live entry; a
-      // straggler left behind is still refused by its expiry check below.
-      for (const [k, until] of this.claims) {
-        if (until > now) break;
-        this.claims.delete(k);
-      }
-      this.nextSweep = now + 1000;
-    }
-    const until = this.claims.get(key);
-    if (until !== undefined && until > now) return false;
-    this.claims.set(key, now + ttlMs);
-    return true;
+    const prev = this.claims.get(key, now);
+    if (prev !== undefined) return prev === tag ? 'resend' : 'taken';
+    this.claims.set(key, tag, now + ttlMs, now);
+    return 'claimed';
+  }
+  async getReply(key: string): Promise<RememberedReply | undefined> {
+    return this.replies.get(key, Date.now());
+  }
+  async putReply(key: string, rec: RememberedReply, ttlMs: number): Promise<void> {
+    const now = Date.now();
+    this.replies.set(key, rec, now + ttlMs, now);
+  }
+  async beginFetch(f: FetchLease): Promise<FetchStart> {
+    return this.leases.beginFetch(f);
+  }
+  async leaseOutputs(
+    sessionId: string,
+    token: string,
+    outputs: StoredOutput[],
+    leaseMs: number,
+  ): Promise<void> {
+    this.leases.leaseOutputs(sessionId, token, outputs, leaseMs);
+  }
+  async acknowledge(sessionId: string, token: string): Promise<void> {
+    this.leases.acknowledge(sessionId, token);
+  }
+  async dropOutputs(sessionId: string): Promise<void> {
+    this.leases.drop(sessionId);
   }
   async admit(limits: RateLimit[]): Promise<RateDecision> {
     return this.rates.admit(limits);
   }
   async close(): Promise<void> {
     this.claims.clear();
+    this.replies.clear();
+    this.leases.clear();
     this.connections.clear();
     this.sessions.clear();
   }

@@ -92,3 +92,148 @@ local r = { 1, 0 }
 for i = 1, n do r[i + 2] = over[i] end
 return r
 `;
+
+/*
+ * Output leases. Per session two hashes: KEYS[1] `<prefix>lease:<session>` maps a delivery
+ * token to its lease, JSON {d: deadline ms (0 = lapsed), ids: [task ids], s: 1 once sealed};
+ * KEYS[2] `<prefix>out:<session>` maps a task id to its serialized output. Leases are few per
+ * session (one per fetch in flight), so scanning them is cheap; outputs are only read by id.
+ * Both keys expire retainMs after their last write, so an abandoned session is forgotten.
+ */
+const LEASE_HELPERS = `
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- unpack() is bounded by Lua's C stack, so long id lists go in slices.
+local function eachSlice(ids, fn)
+  for i = 1, #ids, 500 do
+    fn(unpack(ids, i, math.min(i + 499, #ids)))
+  end
+end
+local function release(lease, out, token)
+  local raw = redis.call('HGET', lease, token)
+  if not raw then return end
+  local ids = cjson.decode(raw).ids or {}
+  if #ids > 0 then eachSlice(ids, function(...) redis.call('HDEL', out, ...) end) end
+  redis.call('HDEL', lease, token)
+end
+local function values(out, ids, into)
+  if #ids == 0 then return end
+  eachSlice(ids, function(...)
+    local vs = redis.call('HMGET', out, ...)
+    for _, v in ipairs(vs) do if v then into[#into + 1] = v end end
+  end)
+end
+local function save(lease, token, entry)
+  if entry.ids and #entry.ids == 0 then entry.ids = nil end
+  redis.call('HSET', lease, token, cjson.encode(entry))
+end
+local function idsOf(entry)
+  -- cjson turns an empty array into {} and back into an empty table; both are fine here.
+  return entry.ids or {}
+end
+`;
+
+/**
+ * Starts a fetch (the semantics of MemoryLeases.beginFetch).
+ *
+ * KEYS      lease hash, output hash, and when the fetch has a client key its repeat key.
+ * ARGV      acknowledge token or '', new token, leaseMs (0 = not leased), reclaimAll '1'|'0',
+ *           countMax, repeat TTL ms, retain ms.
+ * Returns   { repeat 1|0, token, output_1, ..., output_n }.
+ */
+export const BEGIN_FETCH_SCRIPT = `${LEASE_HELPERS}
+local lease, out = KEYS[1], KEYS[2]
+local ack, token = ARGV[1], ARGV[2]
+local leaseMs, all, countMax = tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
+local repeatTtl, retain = ARGV[6], ARGV[7]
+local now = nowMs()
+
+if ack ~= '' then release(lease, out, ack) end
+
+if #KEYS == 3 then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then
+    local reply = {1, prev}
+    local raw = redis.call('HGET', lease, prev)
+    if raw then
+      local entry = cjson.decode(raw)
+      entry.s = 1
+      values(out, idsOf(entry), reply)
+      save(lease, prev, entry)
+    end
+    return reply
+  end
+  redis.call('SET', KEYS[3], token, 'PX', repeatTtl)
+end
+
+local taken = {}
+local all_ = redis.call('HGETALL', lease)
+for i = 1, #all_, 2 do
+  if #taken >= countMax then break end
+  local name, entry = all_[i], cjson.decode(all_[i + 1])
+  if entry.d <= now or (all and leaseMs > 0) then
+    local ids = idsOf(entry)
+    local room = countMax - #taken
+    for j = 1, math.min(room, #ids) do taken[#taken + 1] = ids[j] end
+    if #ids > room then
+      local rest = {}
+      for j = room + 1, #ids do rest[#rest + 1] = ids[j] end
+      entry.ids, entry.d = rest, 0
+      save(lease, name, entry)
+    else
+      redis.call('HDEL', lease, name)
+    end
+  end
+end
+
+local reply = {0, token}
+values(out, taken, reply)
+if leaseMs > 0 then
+  save(lease, token, {d = now + leaseMs, ids = taken})
+  redis.call('PEXPIRE', lease, retain)
+  redis.call('PEXPIRE', out, retain)
+elseif #taken > 0 then
+  eachSlice(taken, function(...) redis.call('HDEL', out, ...) end)
+end
+return reply
+`;
+
+/**
+ * Adds outputs just collected from the grid to a lease; if a repeat has sealed it, they go to
+ * the lapsed lease token .. '.late' instead, so that the next fetch delivers them.
+ *
+ * KEYS      lease hash, output hash.
+ * ARGV      token, leaseMs, retain ms, then task id and serialized output pairs.
+ */
+export const LEASE_OUTPUTS_SCRIPT = `${LEASE_HELPERS}
+local lease, out = KEYS[1], KEYS[2]
+local token, leaseMs, retain = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local raw = redis.call('HGET', lease, token)
+local entry = raw and cjson.decode(raw)
+if entry and entry.s then
+  token = token .. '.late'
+  raw = redis.call('HGET', lease, token)
+  entry = raw and cjson.decode(raw) or {d = 0, ids = {}}
+  entry.d = 0
+elseif not entry then
+  entry = {d = nowMs() + leaseMs, ids = {}}
+end
+local ids = idsOf(entry)
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', out, ARGV[i], ARGV[i + 1])
+  ids[#ids + 1] = ARGV[i]
+end
+entry.ids = ids
+save(lease, token, entry)
+redis.call('PEXPIRE', lease, retain)
+redis.call('PEXPIRE', out, retain)
+return 1
+`;
+
+/** Releases a lease's outputs for good. KEYS: lease hash, output hash. ARGV: token. */
+export const ACKNOWLEDGE_SCRIPT = `${LEASE_HELPERS}
+release(KEYS[1], KEYS[2], ARGV[1])
+return 1
+`;

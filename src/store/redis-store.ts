@@ -7,14 +7,19 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { log } from '../log';
-import { ADMIT_SCRIPT } from './redis-scripts';
+import { ACKNOWLEDGE_SCRIPT, ADMIT_SCRIPT, BEGIN_FETCH_SCRIPT, LEASE_OUTPUTS_SCRIPT } from './redis-scripts';
 import {
   StoreUnavailableError,
+  type ClaimResult,
   type ConnectionRecord,
+  type FetchLease,
+  type FetchStart,
   type RateDecision,
   type RateLimit,
+  type RememberedReply,
   type SessionRecord,
   type StateStore,
+  type StoredOutput,
 } from './store';
 
 export interface RedisStoreOptions {
@@ -23,12 +28,27 @@ export interface RedisStoreOptions {
   keyPrefix: string;
   commandTimeoutMs: number;
   connectTimeoutMs: number;
+  /** How long a session's unacknowledged outputs are kept after their last change. */
+  outputRetentionMs?: number;
 }
 
-/** The command ioredis adds for ADMIT_SCRIPT (EVALSHA, falling back to EVAL after a restart). */
-interface AdmitCommand {
+/** The commands ioredis adds for our scripts (EVALSHA, falling back to EVAL after a restart). */
+interface ScriptCommands {
   sspAdmit(numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  sspBeginFetch(numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** Two keys, fixed: the session's lease and output hashes. */
+  sspLeaseOutputs(...keysAndArgs: string[]): Promise<unknown>;
+  sspAcknowledge(...keysAndArgs: string[]): Promise<unknown>;
 }
+
+const DEFAULT_OUTPUT_RETENTION_MS = 24 * 3600_000;
+/**
+ * Connection and session records never change once written (a close deletes them), so a
+ * proxy may keep what it read for a while: a record deleted by another proxy is then still
+ * used here for at most this long, and the grid refuses the closed id anyway.
+ */
+const RECORD_CACHE_MS = 5000;
+const RECORD_CACHE_MAX = 10000;
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
@@ -65,8 +85,35 @@ function clientOptions(opts: RedisStoreOptions): RedisOptions {
   };
 }
 
+/** A small read cache of immutable records, oldest dropped first. */
+class RecordCache<T> {
+  private readonly entries = new Map<string, { rec: T; until: number }>();
+
+  get(id: string): T | undefined {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    if (e.until > Date.now()) return e.rec;
+    this.entries.delete(id);
+    return undefined;
+  }
+
+  set(id: string, rec: T): void {
+    if (this.entries.size >= RECORD_CACHE_MAX) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(id, { rec, until: Date.now() + RECORD_CACHE_MS });
+  }
+
+  delete(id: string): void {
+    this.entries.delete(id);
+  }
+}
+
 export class RedisStore implements StateStore {
-  private readonly admitter: AdmitCommand;
+  private readonly scripts: ScriptCommands;
+  private readonly connections = new RecordCache<ConnectionRecord>();
+  private readonly sessions = new RecordCache<SessionRecord>();
   private wasReady = true;
   private closing = false;
   private lastError: unknown;
@@ -75,9 +122,13 @@ export class RedisStore implements StateStore {
     private readonly client: Redis,
     private readonly prefix: string,
     private readonly where: string,
+    private readonly retainMs: number,
   ) {
     client.defineCommand('sspAdmit', { lua: ADMIT_SCRIPT });
-    this.admitter = client as unknown as AdmitCommand;
+    client.defineCommand('sspBeginFetch', { lua: BEGIN_FETCH_SCRIPT });
+    client.defineCommand('sspLeaseOutputs', { lua: LEASE_OUTPUTS_SCRIPT, numberOfKeys: 2 });
+    client.defineCommand('sspAcknowledge', { lua: ACKNOWLEDGE_SCRIPT, numberOfKeys: 2 });
+    this.scripts = client as unknown as ScriptCommands;
     client.on('error', (e: unknown) => {
       this.lastError = e;
     });
@@ -131,7 +182,12 @@ export class RedisStore implements StateStore {
       client.off('error', onError);
     }
     log.info('Redis store connected', { redis: where, keyPrefix: opts.keyPrefix });
-    return new RedisStore(client, opts.keyPrefix, where);
+    return new RedisStore(
+      client,
+      opts.keyPrefix,
+      where,
+      opts.outputRetentionMs ?? DEFAULT_OUTPUT_RETENTION_MS,
+    );
   }
 
   /** True while the connection is up and ready for commands. */
@@ -149,32 +205,110 @@ export class RedisStore implements StateStore {
   }
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
+    const cached = this.connections.get(id);
+    if (cached) return cached;
     const raw = await this.call('GET connection', () => this.client.get(`${this.prefix}conn:${id}`));
-    return raw === null ? undefined : parseRecord<ConnectionRecord>(raw, ['cluster', 'owner', 'application']);
+    if (raw === null) return undefined;
+    const rec = parseRecord<ConnectionRecord>(raw, ['cluster', 'owner', 'application']);
+    this.connections.set(id, rec);
+    return rec;
   }
   async putConnection(id: string, rec: ConnectionRecord): Promise<void> {
     await this.call('SET connection', () => this.client.set(`${this.prefix}conn:${id}`, JSON.stringify(rec)));
   }
   async deleteConnection(id: string): Promise<void> {
+    this.connections.delete(id);
     await this.call('DEL connection', () => this.client.del(`${this.prefix}conn:${id}`));
   }
   async getSession(id: string): Promise<SessionRecord | undefined> {
+    const cached = this.sessions.get(id);
+    if (cached) return cached;
     const raw = await this.call('GET session', () => this.client.get(`${this.prefix}sess:${id}`));
-    return raw === null ? undefined : parseRecord<SessionRecord>(raw, ['cluster', 'owner', 'connectionId']);
+    if (raw === null) return undefined;
+    const rec = parseRecord<SessionRecord>(raw, ['cluster', 'owner', 'connectionId']);
+    this.sessions.set(id, rec);
+    return rec;
   }
   async putSession(id: string, rec: SessionRecord): Promise<void> {
+    // openSession may rewrite a record (a new connection): what this proxy cached is stale.
+    this.sessions.delete(id);
     await this.call('SET session', () => this.client.set(`${this.prefix}sess:${id}`, JSON.stringify(rec)));
   }
   async deleteSession(id: string): Promise<void> {
+    this.sessions.delete(id);
     await this.call('DEL session', () => this.client.del(`${this.prefix}sess:${id}`));
   }
 
-  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+  async claimOnce(key: string, ttlMs: number, tag = ''): Promise<ClaimResult> {
     const ttl = Math.max(1, Math.ceil(ttlMs));
+    const k = `${this.prefix}claim:${key}`;
+    // The value is the tag, so that a faithful resend can be told from a replay. The second
+    // round trip is only paid by resends and replays.
     const r = await this.call('claim', () =>
-      this.client.set(`${this.prefix}claim:${key}`, '1', 'PX', ttl, 'NX'),
+      this.client.set(k, tag === '' ? '-' : `=${tag}`, 'PX', ttl, 'NX'),
     );
-    return r === 'OK';
+    if (r === 'OK') return 'claimed';
+    const prev = await this.call('claim', () => this.client.get(k));
+    return prev === (tag === '' ? '-' : `=${tag}`) ? 'resend' : 'taken';
+  }
+
+  async getReply(key: string): Promise<RememberedReply | undefined> {
+    const raw = await this.call('GET reply', () => this.client.get(`${this.prefix}reply:${key}`));
+    return raw === null ? undefined : parseRecord<RememberedReply>(raw, ['fingerprint', 'reply']);
+  }
+  async putReply(key: string, rec: RememberedReply, ttlMs: number): Promise<void> {
+    const ttl = Math.max(1, Math.ceil(ttlMs));
+    await this.call('SET reply', () =>
+      this.client.set(`${this.prefix}reply:${key}`, JSON.stringify(rec), 'PX', ttl),
+    );
+  }
+
+  async beginFetch(f: FetchLease): Promise<FetchStart> {
+    const keys = this.leaseKeys(f.sessionId);
+    if (f.repeatKey !== undefined) keys.push(`${this.prefix}fetch:${f.repeatKey}`);
+    const reply = await this.call('begin fetch', () =>
+      this.scripts.sspBeginFetch(
+        keys.length,
+        ...keys,
+        f.acknowledge ?? '',
+        f.token,
+        String(Math.max(0, Math.ceil(f.leaseMs))),
+        f.reclaimAll ? '1' : '0',
+        String(f.countMax),
+        String(Math.max(1, Math.ceil(f.repeatTtlMs))),
+        String(this.retainMs),
+      ),
+    );
+    if (!Array.isArray(reply) || reply.length < 2 || !reply.slice(1).every((v) => typeof v === 'string')) {
+      throw new StoreUnavailableError(`Redis store at ${this.where}: unexpected begin-fetch reply`);
+    }
+    const [repeat, token, ...outputs] = reply as [number, string, ...string[]];
+    return { repeat: repeat === 1, token, outputs };
+  }
+
+  async leaseOutputs(
+    sessionId: string,
+    token: string,
+    outputs: StoredOutput[],
+    leaseMs: number,
+  ): Promise<void> {
+    const args: string[] = [token, String(Math.max(1, Math.ceil(leaseMs))), String(this.retainMs)];
+    for (const o of outputs) args.push(o.taskId, o.data);
+    await this.call('lease outputs', () =>
+      this.scripts.sspLeaseOutputs(...this.leaseKeys(sessionId), ...args),
+    );
+  }
+
+  async acknowledge(sessionId: string, token: string): Promise<void> {
+    await this.call('acknowledge', () => this.scripts.sspAcknowledge(...this.leaseKeys(sessionId), token));
+  }
+
+  async dropOutputs(sessionId: string): Promise<void> {
+    await this.call('drop outputs', () => this.client.del(...this.leaseKeys(sessionId)));
+  }
+
+  private leaseKeys(sessionId: string): string[] {
+    return [`${this.prefix}lease:${sessionId}`, `${this.prefix}out:${sessionId}`];
   }
 
   async admit(limits: RateLimit[]): Promise<RateDecision> {
@@ -192,7 +326,7 @@ export class RedisStore implements StateStore {
       );
     }
     const reply = await this.call('rate decision', () =>
-      this.admitter.sspAdmit(keys.length, ...keys, ...args),
+      this.scripts.sspAdmit(keys.length, ...keys, ...args),
     );
     if (
       !Array.isArray(reply) ||

@@ -45,6 +45,48 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** The replay cache's answer: first sight, a faithful resend (same tag), or a replay. */
+export type ClaimResult = 'claimed' | 'resend' | 'taken';
+
+/** What an earlier call with the same client key answered: retries get it again. */
+export interface RememberedReply {
+  /** Hash of the operation and its arguments: a key reused for a different request is refused. */
+  fingerprint: string;
+  /** The operation's result, as JSON. */
+  reply: string;
+}
+
+/** One fetchTaskOutput, as the output leases see it. */
+export interface FetchLease {
+  sessionId: string;
+  /** The previous fetch's token: its outputs are released for good before anything else. */
+  acknowledge: string | undefined;
+  /** The token this fetch's outputs are leased under. */
+  token: string;
+  /** 0: not leased, so outputs handed out are forgotten (Symphony's own at-most-once). */
+  leaseMs: number;
+  /** A leased fetch that acknowledges nothing: every unacknowledged output comes back. */
+  reclaimAll: boolean;
+  countMax: number;
+  /** The fetch's client key: a repeat answers the earlier fetch's lease instead of a new one. */
+  repeatKey: string | undefined;
+  repeatTtlMs: number;
+}
+
+export interface FetchStart {
+  /** A repeat of an earlier fetch: token and outputs are that fetch's, and nothing else is taken. */
+  repeat: boolean;
+  token: string;
+  /** Serialized outputs: leases that lapsed and now belong to this fetch, or the repeated lease. */
+  outputs: string[];
+}
+
+/** An output just collected from the grid, serialized for the store. */
+export interface StoredOutput {
+  taskId: string;
+  data: string;
+}
+
 export interface StateStore {
   getConnection(id: string): Promise<ConnectionRecord | undefined>;
   putConnection(id: string, rec: ConnectionRecord): Promise<void>;
@@ -53,10 +95,24 @@ export interface StateStore {
   putSession(id: string, rec: SessionRecord): Promise<void>;
   deleteSession(id: string): Promise<void>;
   /**
-   * Records `key` for `ttlMs` and resolves true, or resolves false when it is already
-   * recorded: the WS-Security replay cache, shared by all proxies once the store is.
+   * Records `key` with `tag` for `ttlMs`: the WS-Security replay cache, shared by all proxies
+   * once the store is. A key already recorded answers 'resend' when its tag is the same (the
+   * identical message sent again, e.g. by a load balancer's retry) and 'taken' otherwise.
    */
-  claimOnce(key: string, ttlMs: number): Promise<boolean>;
+  claimOnce(key: string, ttlMs: number, tag?: string): Promise<ClaimResult>;
+  getReply(key: string): Promise<RememberedReply | undefined>;
+  putReply(key: string, rec: RememberedReply, ttlMs: number): Promise<void>;
+  /**
+   * Starts a fetch atomically: acknowledges the previous lease, answers a repeat from its
+   * lease, and hands lapsed leases (or all, for reclaimAll) to this fetch, up to countMax.
+   */
+  beginFetch(f: FetchLease): Promise<FetchStart>;
+  /** Adds outputs just collected from the grid to a lease (or, if a repeat already answered it, to a lapsed one). */
+  leaseOutputs(sessionId: string, token: string, outputs: StoredOutput[], leaseMs: number): Promise<void>;
+  /** Releases a lease's outputs for good; an unknown token is a no-op. */
+  acknowledge(sessionId: string, token: string): Promise<void>;
+  /** Forgets a destroyed session's leased outputs. */
+  dropOutputs(sessionId: string): Promise<void>;
   /**
    * One atomic decision over all limits: either the request is admitted and counted in every
    * limit, or it is refused and counted in none (refused requests never use up a quota).

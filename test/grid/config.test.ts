@@ -13,6 +13,7 @@ describe('grid config', () => {
       maxInFlight: 1024,
       maxFrameBytes: 64 * 1024 * 1024,
       detachedSessionTtlMs: 3_600_000,
+      submitKeysPerSession: 100_000,
       applications: [
         { name: 'echo', service: 'echo', workers: 2, maxTaskRetries: 1 },
         { name: 'cpu', service: 'cpu', workers: 2, maxTaskRetries: 1 },

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ErrorCode } from '../../src/backend/protocol';
+import { requestGridStats } from '../../src/grid/stats-probe';
+import { spawnGrid } from '../../src/server/embedded-grid';
 import { fetchOutputs, newSession, textTasks } from './helpers';
 import { RawClient } from './raw-client';
 
@@ -96,6 +98,39 @@ describe('grid standalone process (main.js)', () => {
       grid.child.kill('SIGINT');
     }
     expect(await grid.exited).to.equal(0);
+  });
+
+  it('prints its stats on SIGUSR2, readable with requestGridStats', async () => {
+    // The way suites that run the grid as a process (spawnGrid) read its counters.
+    const grid = await spawnGrid(['--host', '127.0.0.1', '--port', '0']);
+    try {
+      const port = Number(grid.address.split(':')[1]);
+      const client = await RawClient.connect(port);
+      const { sessionId } = await newSession(client);
+      const tasks = textTasks(['once', 'only']);
+      await client.call('sendTasks', { sessionId, tasks, submitKey: 'retry-me' });
+      await client.call('sendTasks', { sessionId, tasks, submitKey: 'retry-me' });
+      await fetchOutputs(client, sessionId, 2);
+      const [a, b] = await Promise.all([requestGridStats(grid.child), requestGridStats(grid.child)]);
+      for (const stats of [a!, b!]) {
+        expect(stats).to.include({
+          tasksAccepted: 2,
+          duplicateSubmits: 1,
+          tasksCompleted: 2,
+          outputsHeld: 0,
+        });
+        expect(stats.sockets).to.equal(1);
+      }
+      await client.close();
+    } finally {
+      await grid.stop();
+    }
+    const exited = await startMain(['--port', '0']);
+    exited.child.kill('SIGKILL');
+    await exited.exited;
+    let error: unknown;
+    await requestGridStats(exited.child).catch((err: unknown) => (error = err));
+    expect(String(error)).to.match(/exited|no stats/);
   });
 
   it('exits non-zero with the offending key on a bad config', async () => {

@@ -21,6 +21,19 @@ describe('grid queues', () => {
     expect(q.shift()).to.equal(undefined);
   });
 
+  it('Fifo.unshiftAll puts items back at the front in their order', () => {
+    const q = new Fifo<number>();
+    for (let i = 0; i < 10; i++) q.push(i);
+    for (let i = 0; i < 5; i++) q.shift();
+    q.unshiftAll([3, 4]); // fits in the consumed head
+    q.unshiftAll([]);
+    q.unshiftAll([-3, -2, -1, 0, 1, 2]); // does not
+    expect(q.drain()).to.deep.equal([-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    q.unshiftAll([7]);
+    q.push(8);
+    expect([q.shift(), q.shift(), q.shift()]).to.deep.equal([7, 8, undefined]);
+  });
+
   it('TaskQueue orders by priority, FIFO among equals, re-queued tasks first', () => {
     const q = new TaskQueue();
     q.push(task('1', 1));

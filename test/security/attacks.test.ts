@@ -843,6 +843,54 @@ describe('security: attacks against a proxy in wss mode', function () {
     });
   });
 
+  describe('resends of the same signed message (a load balancer retrying)', () => {
+    const wsa = (id: string): string =>
+      `<wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">${id}</wsa:MessageID>`;
+
+    it('a signed send with a MessageID sent twice: the same task id, submitted once', async () => {
+      const xml = signedEnvelope(
+        taskBody(sessionId, 'GOOD-resent'),
+        as(pki.client, { headerXml: wsa('urn:uuid:resend-1') }),
+      );
+      const first = await send({ xml });
+      expect(first.status, first.text.slice(0, 800)).to.equal(200);
+      expectedTasks++;
+      const second = await send({ xml });
+      expect(second.status, second.text.slice(0, 800)).to.equal(200);
+      expect(pick(second.text, 'taskId')).to.equal(pick(first.text, 'taskId'));
+      expect(await taskTotal()).to.equal(expectedTasks);
+    });
+
+    it('the same signature under another MessageID is a replay, not a resend', async () => {
+      const xml = signedEnvelope(
+        taskBody(sessionId, 'GOOD-then-relabelled'),
+        as(pki.client, { headerXml: wsa('urn:uuid:resend-2') }),
+      );
+      expect((await send({ xml })).status).to.equal(200);
+      expectedTasks++;
+      // The MessageID is outside the signature here, so an attacker could change it freely.
+      const relabelled = xml.replace('urn:uuid:resend-2', 'urn:uuid:resend-3');
+      const r = await send({ xml: relabelled });
+      expect(faultCodeOf(r.text), r.text.slice(0, 800)).to.deep.equal({
+        detail: 'AuthenticationFault',
+        code: 'SSP_WSS_REPLAY',
+      });
+      expect(await taskTotal()).to.equal(expectedTasks);
+    });
+
+    it('a resent signed connect answers the remembered connection id', async () => {
+      const body = op(
+        'connect',
+        '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+      );
+      const xml = signedEnvelope(body, as(pki.client, { headerXml: wsa('urn:uuid:resend-connect') }));
+      const first = await send({ xml });
+      const second = await send({ xml });
+      expect(second.status, second.text.slice(0, 800)).to.equal(200);
+      expect(pick(second.text, 'connectionId')).to.equal(pick(first.text, 'connectionId'));
+    });
+  });
+
   describe('afterwards', () => {
     it('a legitimate task still goes through, and no attacker payload ever reached the grid', async () => {
       await sendTaskOk(pki.client, 'GOOD-final');

@@ -44,8 +44,8 @@ received = {}
 for _ in range(100):
     if len(received) >= len(expected):
         break
-    outs = tout.fetchTaskOutput(sessionId=session_id, countMax=50, timeoutMillis=500) or []
-    for o in outs:
+    reply = tout.fetchTaskOutput(sessionId=session_id, countMax=50, timeoutMillis=500)
+    for o in reply.taskOutput or []:
         received[o.taskId] = o
 
 mismatches = []

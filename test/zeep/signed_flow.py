@@ -323,11 +323,20 @@ def main():
 
         step = "fetchTaskOutput"
         received = {}
+        # Leased delivery: each fetch acknowledges the outputs of the one before it.
+        token = None
         for _ in range(40):  # bounded: 40 x 500 ms long-polls at most
             if len(received) >= len(expected):
                 break
-            for o in tout.fetchTaskOutput(sessionId=session_id, countMax=10, timeoutMillis=500) or []:
+            reply = tout.fetchTaskOutput(
+                sessionId=session_id, countMax=10, timeoutMillis=500, leaseMillis=30000, acknowledge=token
+            )
+            token = reply.deliveryToken
+            for o in reply.taskOutput or []:
                 received[o.taskId] = o
+        if token is not None:
+            step = "acknowledgeTaskOutput"
+            tout.acknowledgeTaskOutput(sessionId=session_id, deliveryToken=token)
         mismatches = [
             tid
             for tid, text in expected.items()

@@ -1,0 +1,608 @@
+/**
+ * One contract for every StateStore: the in-process MemoryStore and the shared RedisStore run
+ * the same cases, so that a proxy behaves the same whichever store it is configured with.
+ * Covers the replay cache (claimOnce), remembered replies and the output leases of
+ * acknowledged fetches (beginFetch, leaseOutputs, acknowledge, dropOutputs).
+ */
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { MemoryStore } from '../../src/store/memory-store';
+import { RedisStore } from '../../src/store/redis-store';
+import type { FetchLease, FetchStart, StateStore, StoredOutput } from '../../src/store/store';
+import { requirePeer } from '../helpers/peers';
+import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
+
+/** A lease or ttl meant to pass during the test; nothing is asserted while it still runs. */
+const SHORT_MS = 150;
+/** A ttl that must hold for a few calls right after it is set, then pass during the test. */
+const TTL_MS = 300;
+/** Waited for a SHORT_MS or TTL_MS lease or ttl to pass, with margin for a loaded machine. */
+const PASS_MS = 600;
+/** A ttl or lease that must not pass during the test, however slow the machine. */
+const LONG_MS = 120_000;
+
+interface Harness {
+  /** Runs once before the suite (in a before hook): may skip it, e.g. for a missing peer. */
+  setup?(ctx: Mocha.Context): Promise<void>;
+  /** A fresh store, sharing nothing with the stores of other tests. */
+  make(): Promise<StateStore>;
+  teardown?(): Promise<void>;
+  /** Outputs the current test's store still keeps for a session, read behind its back (Redis only). */
+  rawOutputCount?(sessionId: string): Promise<number>;
+}
+
+function output(taskId: string, data = `{"taskId":"${taskId}","successful":true}`): StoredOutput {
+  return { taskId, data };
+}
+
+function outputs(prefix: string, n: number): StoredOutput[] {
+  return Array.from({ length: n }, (_, i) => output(`${prefix}-${i}`));
+}
+
+function datas(os: StoredOutput[]): string[] {
+  return os.map((o) => o.data);
+}
+
+function sorted(xs: string[]): string[] {
+  return [...xs].sort();
+}
+
+function contract(name: string, h: Harness): void {
+  describe(`StateStore contract: ${name}`, function () {
+    let store: StateStore;
+    let sessionId: string;
+    let tokens = 0;
+
+    /** A fresh token, unique within the run (real ones are random base64url). */
+    function tok(label: string): string {
+      return `${label}-${++tokens}-${randomUUID().slice(0, 8)}`;
+    }
+
+    /** A fetch on the test's session: leased for LONG_MS, taking lapsed leases only, countMax 100. */
+    function fetch(f: Partial<FetchLease> = {}): Promise<FetchStart> {
+      return store.beginFetch({
+        sessionId,
+        acknowledge: undefined,
+        token: tok('t'),
+        leaseMs: LONG_MS,
+        reclaimAll: false,
+        countMax: 100,
+        repeatKey: undefined,
+        repeatTtlMs: LONG_MS,
+        ...f,
+      });
+    }
+
+    /** Everything still unacknowledged on the session, taken back (and then released). */
+    async function drain(sid = sessionId): Promise<string[]> {
+      const token = tok('drain');
+      const r = await store.beginFetch({
+        sessionId: sid,
+        acknowledge: undefined,
+        token,
+        leaseMs: LONG_MS,
+        reclaimAll: true,
+        countMax: 1_000_000,
+        repeatKey: undefined,
+        repeatTtlMs: LONG_MS,
+      });
+      expect(r.repeat).to.equal(false);
+      await store.acknowledge(sid, token);
+      return r.outputs;
+    }
+
+    before(async function () {
+      if (h.setup) await h.setup(this);
+    });
+
+    after(async () => {
+      if (h.teardown) await h.teardown();
+    });
+
+    beforeEach(async () => {
+      store = await h.make();
+      sessionId = `sess-${randomUUID()}`;
+    });
+
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('claimOnce', () => {
+      it('claims a new key, answers resend to the same tag and taken to another', async () => {
+        const key = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(key, LONG_MS, 'msg-1')).to.equal('claimed');
+        expect(await store.claimOnce(key, LONG_MS, 'msg-1')).to.equal('resend');
+        expect(await store.claimOnce(key, LONG_MS, 'msg-2')).to.equal('taken');
+        expect(await store.claimOnce(key, LONG_MS, '')).to.equal('taken');
+        expect(await store.claimOnce(key, LONG_MS)).to.equal('taken');
+        // Neither a replay nor a resend rewrote the recorded tag.
+        expect(await store.claimOnce(key, LONG_MS, 'msg-1')).to.equal('resend');
+      });
+
+      it('treats an omitted tag as the empty tag', async () => {
+        const a = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(a, LONG_MS)).to.equal('claimed');
+        expect(await store.claimOnce(a, LONG_MS)).to.equal('resend');
+        expect(await store.claimOnce(a, LONG_MS, '')).to.equal('resend');
+        expect(await store.claimOnce(a, LONG_MS, 'x')).to.equal('taken');
+
+        const b = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(b, LONG_MS, '')).to.equal('claimed');
+        expect(await store.claimOnce(b, LONG_MS)).to.equal('resend');
+      });
+
+      it('tells the empty tag from tags that look like its encoding', async () => {
+        const empty = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(empty, LONG_MS)).to.equal('claimed');
+        for (const tag of ['-', '=', '=-', ' '])
+          expect(await store.claimOnce(empty, LONG_MS, tag)).to.equal('taken');
+        const dash = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(dash, LONG_MS, '-')).to.equal('claimed');
+        expect(await store.claimOnce(dash, LONG_MS)).to.equal('taken');
+        expect(await store.claimOnce(dash, LONG_MS, '-')).to.equal('resend');
+      });
+
+      it('keeps keys apart', async () => {
+        const [a, b] = [`nonce-${randomUUID()}`, `nonce-${randomUUID()}`];
+        expect(await store.claimOnce(a, LONG_MS, 't')).to.equal('claimed');
+        expect(await store.claimOnce(b, LONG_MS, 'u')).to.equal('claimed');
+        expect(await store.claimOnce(b, LONG_MS, 't')).to.equal('taken');
+      });
+
+      it('forgets a key once its ttl has passed', async () => {
+        const key = `nonce-${randomUUID()}`;
+        const keep = `nonce-${randomUUID()}`;
+        expect(await store.claimOnce(key, TTL_MS, 'msg-1')).to.equal('claimed');
+        expect(await store.claimOnce(key, TTL_MS, 'msg-1')).to.equal('resend');
+        expect(await store.claimOnce(keep, LONG_MS, 'msg-1')).to.equal('claimed');
+        await sleep(PASS_MS);
+        expect(await store.claimOnce(key, LONG_MS, 'msg-2')).to.equal('claimed');
+        expect(await store.claimOnce(key, LONG_MS, 'msg-2')).to.equal('resend');
+        expect(await store.claimOnce(key, LONG_MS, 'msg-1')).to.equal('taken');
+        expect(await store.claimOnce(keep, LONG_MS, 'msg-1')).to.equal('resend');
+      });
+    });
+
+    describe('getReply / putReply', () => {
+      const rec = { fingerprint: 'sha256:abc', reply: '{"taskId":["t-1","t-2"],"note":"ünïcødé ✓"}' };
+
+      it('round-trips a reply and answers undefined for an unknown key', async () => {
+        const key = `ck-${randomUUID()}`;
+        expect(await store.getReply(key)).to.equal(undefined);
+        await store.putReply(key, rec, LONG_MS);
+        expect(await store.getReply(key)).to.deep.equal(rec);
+        expect(await store.getReply(key)).to.deep.equal(rec);
+      });
+
+      it('keeps keys apart and lets a later put replace a reply', async () => {
+        const [a, b] = [`ck-${randomUUID()}`, `ck-${randomUUID()}`];
+        const other = { fingerprint: 'sha256:def', reply: '{}' };
+        await store.putReply(a, rec, LONG_MS);
+        await store.putReply(b, other, LONG_MS);
+        expect(await store.getReply(a)).to.deep.equal(rec);
+        expect(await store.getReply(b)).to.deep.equal(other);
+        await store.putReply(a, other, LONG_MS);
+        expect(await store.getReply(a)).to.deep.equal(other);
+        expect(await store.getReply(b)).to.deep.equal(other);
+      });
+
+      it('forgets a reply once its ttl has passed', async () => {
+        const [gone, kept] = [`ck-${randomUUID()}`, `ck-${randomUUID()}`];
+        await store.putReply(gone, rec, SHORT_MS);
+        await store.putReply(kept, rec, LONG_MS);
+        await sleep(PASS_MS);
+        expect(await store.getReply(gone)).to.equal(undefined);
+        expect(await store.getReply(kept)).to.deep.equal(rec);
+      });
+    });
+
+    describe('output leases', () => {
+      it('a leased fetch with nothing stored answers no outputs under its own token', async () => {
+        const token = tok('first');
+        const r = await fetch({ token });
+        expect(r).to.deep.equal({ repeat: false, token, outputs: [] });
+        expect(await fetch({ reclaimAll: true })).to.deep.include({ repeat: false, outputs: [] });
+      });
+
+      it('acknowledge releases a lease for good', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.acknowledge(sessionId, t1);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('hands an unacknowledged lease to the next leased fetch once it lapses, and again after that one lapses', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1, leaseMs: SHORT_MS });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, SHORT_MS);
+        await sleep(PASS_MS);
+        const t2 = tok('t2');
+        const second = await fetch({ token: t2, leaseMs: SHORT_MS });
+        expect(second).to.deep.equal({ repeat: false, token: t2, outputs: datas(os) });
+        await sleep(PASS_MS);
+        const t3 = tok('t3');
+        const third = await fetch({ token: t3 });
+        expect(third).to.deep.equal({ repeat: false, token: t3, outputs: datas(os) });
+        // Now under t3's long lease: a fetch that only takes lapsed leases gets nothing.
+        expect((await fetch()).outputs).to.deep.equal([]);
+        await store.acknowledge(sessionId, t3);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('hands a lapsed lease to an unleased fetch, after which its outputs are forgotten', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1, leaseMs: SHORT_MS });
+        const os = outputs('a', 4);
+        await store.leaseOutputs(sessionId, t1, os, SHORT_MS);
+        await sleep(PASS_MS);
+        const t2 = tok('t2');
+        expect(await fetch({ token: t2, leaseMs: 0 })).to.deep.equal({
+          repeat: false,
+          token: t2,
+          outputs: datas(os),
+        });
+        expect((await fetch({ leaseMs: 0 })).outputs).to.deep.equal([]);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('an unleased fetch takes no lease that has not lapsed, even with reclaimAll', async () => {
+        const t1 = tok('t1');
+        await store.leaseOutputs(sessionId, t1, outputs('a', 2), LONG_MS);
+        expect((await fetch({ leaseMs: 0 })).outputs).to.deep.equal([]);
+        expect((await fetch({ leaseMs: 0, reclaimAll: true })).outputs).to.deep.equal([]);
+        expect(await drain()).to.have.length(2);
+      });
+
+      it('leaseOutputs creates a lease for a token no fetch began, and adds to an existing one', async () => {
+        const t1 = tok('t1');
+        await store.leaseOutputs(sessionId, t1, outputs('a', 2), SHORT_MS);
+        await store.leaseOutputs(sessionId, t1, outputs('b', 1), SHORT_MS);
+        await sleep(PASS_MS);
+        expect((await fetch()).outputs).to.deep.equal(datas([...outputs('a', 2), ...outputs('b', 1)]));
+      });
+
+      it('countMax splits a lapsed lease: the rest stays lapsed for the next fetch, nothing lost or duplicated', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1, leaseMs: SHORT_MS });
+        const os = outputs('a', 5);
+        await store.leaseOutputs(sessionId, t1, os, SHORT_MS);
+        await sleep(PASS_MS);
+        const got: string[][] = [];
+        // t2, t3, t4 are long leases: only t1's remainder is lapsed, without waiting again.
+        got.push((await fetch({ countMax: 2 })).outputs);
+        got.push((await fetch({ countMax: 2 })).outputs);
+        got.push((await fetch({ countMax: 10 })).outputs);
+        got.push((await fetch({ countMax: 10 })).outputs);
+        // Order within a lease is kept.
+        expect(got).to.deep.equal([datas(os.slice(0, 2)), datas(os.slice(2, 4)), datas(os.slice(4)), []]);
+        // All five are still leased (to the three fetches), each exactly once.
+        expect(sorted(await drain())).to.deep.equal(sorted(datas(os)));
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('countMax across several lapsed leases: each output goes to exactly one fetch', async () => {
+        const [a, b, c] = [outputs('a', 3), outputs('b', 3), outputs('c', 1)];
+        await store.leaseOutputs(sessionId, tok('ta'), a, SHORT_MS);
+        await store.leaseOutputs(sessionId, tok('tb'), b, SHORT_MS);
+        await store.leaseOutputs(sessionId, tok('tc'), c, SHORT_MS);
+        await sleep(PASS_MS);
+        const first = await fetch({ countMax: 4, leaseMs: 0 });
+        const second = await fetch({ countMax: 2 });
+        const third = await fetch({ countMax: 4 });
+        expect(first.outputs).to.have.length(4);
+        expect(second.outputs).to.have.length(2);
+        expect(third.outputs).to.have.length(1);
+        const all = [...first.outputs, ...second.outputs, ...third.outputs];
+        expect(sorted(all)).to.deep.equal(sorted(datas([...a, ...b, ...c])));
+        // The unleased fetch's outputs are gone, the leased ones' are still held.
+        expect(sorted(await drain())).to.deep.equal(sorted([...second.outputs, ...third.outputs]));
+      });
+
+      it('countMax 0 takes nothing and leaves lapsed leases for the next fetch', async () => {
+        const os = outputs('a', 2);
+        await store.leaseOutputs(sessionId, tok('t1'), os, SHORT_MS);
+        await sleep(PASS_MS);
+        expect((await fetch({ countMax: 0 })).outputs).to.deep.equal([]);
+        expect((await fetch({ countMax: 0, reclaimAll: true })).outputs).to.deep.equal([]);
+        expect((await fetch()).outputs).to.deep.equal(datas(os));
+      });
+
+      it('reclaimAll takes back leases that have not lapsed', async () => {
+        const [t1, t2] = [tok('t1'), tok('t2')];
+        await fetch({ token: t1 });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        // Not lapsed: a fetch that takes lapsed leases only gets nothing.
+        expect((await fetch()).outputs).to.deep.equal([]);
+        expect(await fetch({ token: t2, reclaimAll: true })).to.deep.equal({
+          repeat: false,
+          token: t2,
+          outputs: datas(os),
+        });
+        // Moved to t2: acknowledging t1 now releases nothing.
+        await store.acknowledge(sessionId, t1);
+        expect((await fetch()).outputs).to.deep.equal([]);
+        await store.acknowledge(sessionId, t2);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it("beginFetch's acknowledge releases the previous lease before reclaiming", async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        await store.leaseOutputs(sessionId, t1, outputs('a', 2), LONG_MS);
+        const other = outputs('b', 1);
+        await store.leaseOutputs(sessionId, tok('tx'), other, LONG_MS);
+        const r = await fetch({ acknowledge: t1, reclaimAll: true });
+        expect(r.outputs).to.deep.equal(datas(other));
+        expect(await drain()).to.deep.equal(datas(other));
+      });
+
+      it("beginFetch's acknowledge of a lapsed lease releases it rather than handing it out", async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1, leaseMs: SHORT_MS });
+        await store.leaseOutputs(sessionId, t1, outputs('a', 2), SHORT_MS);
+        await sleep(PASS_MS);
+        expect((await fetch({ acknowledge: t1 })).outputs).to.deep.equal([]);
+        expect((await fetch({ acknowledge: t1, leaseMs: 0 })).outputs).to.deep.equal([]);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('acknowledge of an unknown token (or session) is a no-op', async () => {
+        const t1 = tok('t1');
+        const os = outputs('a', 2);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.acknowledge(sessionId, tok('unknown'));
+        await store.acknowledge(`sess-${randomUUID()}`, t1);
+        await store.acknowledge(`sess-${randomUUID()}`, tok('unknown'));
+        expect((await fetch({ acknowledge: tok('unknown') })).outputs).to.deep.equal([]);
+        expect(await drain()).to.deep.equal(datas(os));
+      });
+
+      it('dropOutputs forgets every lease of a session, lapsed or not', async () => {
+        await store.leaseOutputs(sessionId, tok('t1'), outputs('a', 2), SHORT_MS);
+        await store.leaseOutputs(sessionId, tok('t2'), outputs('b', 2), LONG_MS);
+        await sleep(PASS_MS);
+        await store.dropOutputs(sessionId);
+        expect((await fetch()).outputs).to.deep.equal([]);
+        expect(await drain()).to.deep.equal([]);
+        // Dropping a session with nothing stored is harmless too.
+        await store.dropOutputs(`sess-${randomUUID()}`);
+      });
+
+      it('keeps sessions apart: fetch, acknowledge and dropOutputs touch one session only', async () => {
+        const s1 = sessionId;
+        const s2 = `sess-${randomUUID()}`;
+        const s3 = `sess-${randomUUID()}`;
+        const [t1, t2, t3] = [tok('t1'), tok('t2'), tok('t3')];
+        // The same task id in two sessions is two outputs.
+        const o1 = [output('task-1', 's1 data')];
+        const o2 = [output('task-1', 's2 data')];
+        const o3 = [output('task-1', 's3 data')];
+        await store.leaseOutputs(s1, t1, o1, SHORT_MS);
+        await store.leaseOutputs(s2, t2, o2, SHORT_MS);
+        await store.leaseOutputs(s3, t3, o3, SHORT_MS);
+        await sleep(PASS_MS);
+        // s2's token acknowledged on s1 releases nothing of s2's (nor of s1's).
+        await store.acknowledge(s1, t2);
+        expect((await fetch({ acknowledge: t3 })).outputs).to.deep.equal(datas(o1));
+        await store.dropOutputs(s1);
+        expect(await drain(s1)).to.deep.equal([]);
+        expect(await drain(s2)).to.deep.equal(datas(o2));
+        expect(await drain(s3)).to.deep.equal(datas(o3));
+      });
+    });
+
+    describe('repeats (repeatKey)', () => {
+      it("answers a repeat with the first fetch's token and lease, and takes nothing else", async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const lapsed = outputs('old', 2);
+        await store.leaseOutputs(sessionId, tok('old'), lapsed, SHORT_MS);
+        await sleep(PASS_MS);
+
+        const t1 = tok('t1');
+        const first = await fetch({ token: t1, repeatKey, countMax: 1 });
+        expect(first).to.deep.equal({ repeat: false, token: t1, outputs: datas(lapsed.slice(0, 1)) });
+        const fresh = outputs('new', 2);
+        await store.leaseOutputs(sessionId, t1, fresh, LONG_MS);
+
+        const again = await fetch({ token: tok('t2'), repeatKey, countMax: 1 });
+        // countMax does not cut a repeat: it answers the whole lease as it is now.
+        expect(again).to.deep.equal({
+          repeat: true,
+          token: t1,
+          outputs: datas([...lapsed.slice(0, 1), ...fresh]),
+        });
+        // The other lapsed output is still there for a fetch that is not a repeat.
+        expect((await fetch({ acknowledge: t1 })).outputs).to.deep.equal(datas(lapsed.slice(1)));
+      });
+
+      it('seals the repeated lease: outputs added to it later go to the next fetch at once', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        expect(await fetch({ token: t1, repeatKey })).to.deep.equal({
+          repeat: false,
+          token: t1,
+          outputs: [],
+        });
+        const early = outputs('early', 2);
+        await store.leaseOutputs(sessionId, t1, early, LONG_MS);
+        expect(await fetch({ repeatKey })).to.deep.equal({ repeat: true, token: t1, outputs: datas(early) });
+
+        // The first fetch, still running, stores what the grid handed it after the repeat answered.
+        const late = outputs('late', 2);
+        await store.leaseOutputs(sessionId, t1, late.slice(0, 1), LONG_MS);
+        await store.leaseOutputs(sessionId, t1, late.slice(1), LONG_MS);
+        // A further repeat answers the sealed lease as it was: the late outputs are not in it.
+        expect(await fetch({ repeatKey })).to.deep.equal({ repeat: true, token: t1, outputs: datas(early) });
+
+        // Not reclaimAll and no waiting: the late outputs are lapsed already. t1 itself is not.
+        const t3 = tok('t3');
+        expect(await fetch({ token: t3 })).to.deep.equal({ repeat: false, token: t3, outputs: datas(late) });
+        expect((await fetch()).outputs).to.deep.equal([]);
+        // Nothing lost or duplicated: t1 holds the early ones, t3 the late ones.
+        expect(sorted(await drain())).to.deep.equal(sorted(datas([...early, ...late])));
+      });
+
+      it('a sealed lease acknowledged by the next fetch still hands over its late outputs', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey });
+        const early = outputs('early', 1);
+        await store.leaseOutputs(sessionId, t1, early, LONG_MS);
+        expect((await fetch({ repeatKey })).token).to.equal(t1);
+        const late = outputs('late', 3);
+        await store.leaseOutputs(sessionId, t1, late, LONG_MS);
+        const r = await fetch({ acknowledge: t1, leaseMs: 0 });
+        expect(r.outputs).to.deep.equal(datas(late));
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('answers a repeat whose lease is gone with its token and no outputs', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey });
+        await store.leaseOutputs(sessionId, t1, outputs('a', 2), LONG_MS);
+        await store.acknowledge(sessionId, t1);
+        const lapsed = outputs('b', 1);
+        await store.leaseOutputs(sessionId, tok('tb'), lapsed, SHORT_MS);
+        await sleep(PASS_MS);
+        expect(await fetch({ repeatKey })).to.deep.equal({ repeat: true, token: t1, outputs: [] });
+        expect((await fetch()).outputs).to.deep.equal(datas(lapsed));
+      });
+
+      it("applies a repeat's acknowledge, which a retry makes a no-op", async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t0 = tok('t0');
+        await store.leaseOutputs(sessionId, t0, outputs('zero', 2), LONG_MS);
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey, acknowledge: t0 });
+        const os = outputs('a', 1);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        // The retry carries the same acknowledge: a no-op the second time.
+        expect(await fetch({ repeatKey, acknowledge: t0 })).to.deep.equal({
+          repeat: true,
+          token: t1,
+          outputs: datas(os),
+        });
+        expect(await drain()).to.deep.equal(datas(os));
+      });
+
+      it('forgets a repeat key once its ttl has passed', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey, repeatTtlMs: TTL_MS });
+        expect((await fetch({ repeatKey, repeatTtlMs: TTL_MS })).repeat).to.equal(true);
+        await sleep(PASS_MS);
+        const t2 = tok('t2');
+        expect(await fetch({ token: t2, repeatKey })).to.deep.equal({
+          repeat: false,
+          token: t2,
+          outputs: [],
+        });
+        expect(await fetch({ repeatKey })).to.deep.equal({ repeat: true, token: t2, outputs: [] });
+      });
+    });
+
+    describe('data fidelity and volume', () => {
+      it('keeps serialized outputs byte for byte (JSON with base64, unicode, control characters)', async () => {
+        const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+        const os: StoredOutput[] = [
+          output('bin', JSON.stringify({ taskId: 'bin', payload: { binary: bytes.toString('base64') } })),
+          output(
+            'uni',
+            JSON.stringify({ taskId: 'uni', payload: { text: 'ünïcødé — 漢字 — 🎻🎺 — \u2028' } }),
+          ),
+          output('ctl', 'raw \u0000 nul, \r\n crlf, \t tab, "quotes", \\backslash\\, \u007f del'),
+          output('task "quoted" / ☃ \\ id', '{"weird id":true}'),
+          output('12345', '{"numeric id":true}'),
+          output('empty-data', ''),
+        ];
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        const back = await fetch({ reclaimAll: true });
+        expect(back.outputs).to.deep.equal(datas(os));
+        const decoded = JSON.parse(back.outputs[0]!) as { payload: { binary: string } };
+        expect(Buffer.from(decoded.payload.binary, 'base64').equals(bytes)).to.equal(true);
+        await store.acknowledge(sessionId, back.token);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('keeps 2,000 outputs of one lease through reclaim, a countMax split and acknowledge', async () => {
+        const os = outputs('bulk', 2000);
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        const all = await fetch({ reclaimAll: true, countMax: 5000 });
+        expect(all.outputs).to.deep.equal(datas(os));
+        const part = await fetch({ reclaimAll: true, countMax: 1500 });
+        expect(part.outputs).to.deep.equal(datas(os.slice(0, 1500)));
+        // The rest of the split lease is lapsed: no reclaimAll needed.
+        const rest = await fetch({ acknowledge: part.token, countMax: 5000 });
+        expect(rest.outputs).to.deep.equal(datas(os.slice(1500)));
+        await store.acknowledge(sessionId, rest.token);
+        expect(await drain()).to.deep.equal([]);
+        if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
+      });
+
+      it('forgets 2,000 lapsed outputs handed to an unleased fetch', async () => {
+        const os = outputs('bulk', 2000);
+        await store.leaseOutputs(sessionId, tok('t1'), os, SHORT_MS);
+        await sleep(PASS_MS);
+        expect((await fetch({ leaseMs: 0, countMax: 5000 })).outputs).to.deep.equal(datas(os));
+        expect(await drain()).to.deep.equal([]);
+        if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
+      });
+
+      it('answers a repeat of a 2,000-output lease in full', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey });
+        const os = outputs('bulk', 2000);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        expect(await fetch({ repeatKey })).to.deep.equal({ repeat: true, token: t1, outputs: datas(os) });
+        await store.acknowledge(sessionId, t1);
+        expect(await drain()).to.deep.equal([]);
+        if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
+      });
+    });
+  });
+}
+
+contract('MemoryStore', { make: async () => new MemoryStore() });
+
+{
+  let redis: RedisProcess | undefined;
+  let raw: Redis | undefined;
+  let prefix = '';
+  contract('RedisStore (real redis-server)', {
+    async setup(ctx) {
+      requirePeer(ctx, 'redis-server', hasRedis(), 'apt-get install redis-server');
+      redis = await startRedis();
+      raw = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await raw.connect();
+    },
+    async make() {
+      // A prefix of its own per store (so per test): nothing is shared between tests.
+      prefix = `contract:${randomUUID()}:`;
+      return RedisStore.connect({
+        url: redis!.url,
+        keyPrefix: prefix,
+        commandTimeoutMs: 5000,
+        connectTimeoutMs: 5000,
+      });
+    },
+    async teardown() {
+      raw?.disconnect();
+      await redis?.stop();
+    },
+    // The layout of redis-store.ts: outputs of a session in the hash <prefix>out:<session>.
+    rawOutputCount: (sessionId) => raw!.hlen(`${prefix}out:${sessionId}`),
+  });
+}
