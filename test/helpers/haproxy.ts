@@ -174,6 +174,7 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<HaproxyProcess
   let output = '';
   const keep = (d: Buffer): void => {
     output = (output + d.toString()).slice(-4000);
+    if (process.env['SSP_HAPROXY_LOG']) process.stderr.write(d);
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);

@@ -19,17 +19,18 @@ import json
 import sys
 import threading
 import time
+import traceback
 import uuid
 
 import requests
 import xmlsec
 from zeep import Client, Settings
-from zeep.exceptions import Fault
+from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 from zeep.wsa import WsAddressingPlugin
 from zeep.wsse.signature import BinarySignature
 
-from signed_flow import SignedTimestampWsse, fault_info
+from signed_flow import SignedTimestampWsse
 
 lock = threading.Lock()
 state = {"submitted": 0, "received": 0}
@@ -64,7 +65,7 @@ def make_client(args):
         transport=transport,
         settings=Settings(strict=True),
     )
-    binding = "{http://soapproxy.symphony/v1}%sBindingSoap11"
+    binding = "{http://soapproxy.symphony/wsdl/v1}%sBindingSoap11"
     address = args.wsdl.split("?")[0]
     return {
         name: client.create_service(binding % name, address)
@@ -85,13 +86,21 @@ class Caller:
             try:
                 return fn()
             except Fault as f:
-                element, code = fault_info(f)
-                retryable = f.detail is not None and "<sym:retryable>true</sym:retryable>" in _text(f.detail)
+                detail = _text(f.detail)
+                retryable = "<sym:retryable>true</sym:retryable>" in detail
+                code = detail.split("<sym:code>")[1].split("<")[0] if "<sym:code>" in detail else None
                 if self.retry and retryable:
                     self.retries += 1
                     time.sleep(0.5)
                     continue
-                raise RuntimeError("%s: fault %s %s: %s" % (what, element, code, f.message))
+                raise RuntimeError("%s: fault %s: %s" % (what, code, f.message))
+            except TransportError as e:
+                # The load balancer's own answer (no proxy could take the call), not a SOAP fault.
+                if self.retry and e.status_code in (502, 503, 504):
+                    self.retries += 1
+                    time.sleep(0.5)
+                    continue
+                raise RuntimeError("%s: HTTP %s from the load balancer" % (what, e.status_code))
             except requests.RequestException as e:
                 if self.retry:
                     self.retries += 1
@@ -102,9 +111,13 @@ class Caller:
 
 
 def _text(el):
+    """The fault detail as text; zeep leaves it None (or not an element) for non-SOAP replies."""
     from lxml import etree
 
-    return etree.tostring(el, encoding="unicode")
+    try:
+        return etree.tostring(el, encoding="unicode")
+    except TypeError:
+        return ""
 
 
 def main():
@@ -116,6 +129,7 @@ def main():
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--retry-retryable", action="store_true")
     p.add_argument("--deadline", type=float, default=240.0)
+    p.add_argument("--pace-ms", type=float, default=0.0, help="pause between batches")
     args = p.parse_args()
 
     errors = []
@@ -163,7 +177,9 @@ def main():
                     ids_submitted.extend(ids)
                     state["submitted"] += n
                 emit({"event": "progress", **state})
+                time.sleep(args.pace_ms / 1000.0)
         except Exception as e:  # noqa: BLE001 - reported in the final JSON
+            traceback.print_exc()
             errors.append(str(e))
         finally:
             call.retries += c.retries
@@ -197,6 +213,7 @@ def main():
                 c("acknowledgeTaskOutput", lambda: services["TaskOutput"].acknowledgeTaskOutput(
                     sessionId=session_id, deliveryToken=token))
         except Exception as e:  # noqa: BLE001 - reported in the final JSON
+            traceback.print_exc()
             errors.append(str(e))
         finally:
             call.retries += c.retries
