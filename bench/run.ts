@@ -17,6 +17,8 @@ import { signedPool } from './signed-pool';
 import { generateDevPki } from '../src/security/dev-pki';
 import { EnvelopeSigner } from '../src/security/envelope-signer';
 import { startRedis } from '../test/helpers/redis';
+import { freePort, hasHaproxy, startHaproxy, type HaproxyProcess } from '../test/helpers/haproxy';
+import { randomUUID } from 'node:crypto';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -200,6 +202,35 @@ async function main(): Promise<void> {
       },
     }),
   };
+  // Reliability rows: signed sendTaskInput with a clientKey (so the answer is remembered for
+  // retries) on the memory store and on the Redis store; then 3 proxies sharing that Redis
+  // behind HAProxy (docs/haproxy.cfg) against one of them alone.
+  const wssStore = (store: Record<string, unknown>, port = 0, adminPort = 0): Record<string, unknown> => ({
+    ...wss({ enabled: false }),
+    server: { host: '127.0.0.1', port },
+    admin: adminPort ? { enabled: true, host: '127.0.0.1', port: adminPort } : { enabled: false },
+    store,
+  });
+  const redisStore = { kind: 'redis', redis: { url: redis.url, keyPrefix: 'bench:' } };
+  const storeProxies = {
+    memory: await startProxyProcess(wssStore({ kind: 'memory' })),
+    redis: await startProxyProcess(wssStore(redisStore)),
+  };
+  const farm: Awaited<ReturnType<typeof startProxyProcess>>[] = [];
+  let haproxy: HaproxyProcess | null = null;
+  if (hasHaproxy()) {
+    const ports: { name: string; port: number; adminPort: number }[] = [];
+    for (const name of ['proxy1', 'proxy2', 'proxy3']) {
+      const port = await freePort();
+      const adminPort = await freePort();
+      ports.push({ name, port, adminPort });
+      farm.push(
+        await startProxyProcess({ ...proxyConfig([grid.address]), ...wssStore(redisStore, port, adminPort) }),
+      );
+    }
+    haproxy = await startHaproxy({ backends: ports });
+    for (const b of ports) await haproxy.waitForState(b.name, 'UP', 20000);
+  } else console.warn('haproxy is not installed: the HAProxy row is skipped (apt-get install haproxy)');
   const bare = await startBaseline('bare');
   const nodeSoap = await startBaseline('node-soap');
   const nodeSoapContract = await startBaseline('node-soap-contract');
@@ -377,6 +408,50 @@ async function main(): Promise<void> {
       });
     }
 
+    const keyed = `<sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:text>payload-{n}</sym:text></sym:taskInput></sym:taskSubmissionAttributes><sym:clientKey>{k}-{n}</sym:clientKey>`;
+    const storeRows: [string, string][] = [
+      [storeProxies.memory.url, 'proxy sendTaskInput, signed, clientKey, memory store'],
+      [storeProxies.redis.url, 'proxy sendTaskInput, signed, clientKey, Redis store'],
+      ...(haproxy && farm[0]
+        ? ([
+            [farm[0].url, 'proxy sendTaskInput, signed, clientKey, Redis store: 1 of the 3 proxies, direct'],
+            [
+              `${haproxy.url}/symphony`,
+              'proxy sendTaskInput, signed, clientKey, Redis store: HAProxy → 3 proxies',
+            ],
+          ] as [string, string][])
+        : []),
+    ];
+    for (const [url, name] of storeRows) {
+      const conn = /connectionId>([^<]+)</.exec(
+        await signedCall(
+          url,
+          `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
+        ),
+      )![1]!;
+      const sid = /sessionId>([^<]+)</.exec(
+        await signedCall(
+          url,
+          `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
+        ),
+      )![1]!;
+      const body = `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId>${keyed}</sym:sendTaskInput>`;
+      plan.push({
+        name,
+        tasksPerCall: 1,
+        // A fresh key prefix per pool: a repeated key would be answered from memory, not measured.
+        probe: signedHttp(url, (count) =>
+          signedPool({
+            certFile: f.client!,
+            keyFile: f.clientKey!,
+            version: '1.1',
+            count,
+            body: body.replace('{k}', randomUUID()),
+          }),
+        ),
+      });
+    }
+
     const gridClient = new GridClient({ name: 'bench', addresses: [grid.address], poolSize: 2 });
     await new Promise((r) => gridClient.once('up', r));
     const { connectionId: directConn } = await gridClient.call('connect', {
@@ -396,13 +471,23 @@ async function main(): Promise<void> {
       tasksPerCall: 100,
       probe: direct(gridClient, direct100, 100),
     });
-    const medians = await measure(plan.map((p) => p.probe));
-    rows = plan.map((p, i) => ({ name: p.name, tasksPerCall: p.tasksPerCall, callsPerSec: medians[i]! }));
+    // BENCH_ONLY=<regex> measures only the matching rows (for quick comparisons while tuning).
+    const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
+    const chosen = only ? plan.filter((p) => only.test(p.name)) : plan;
+    const medians = await measure(chosen.map((p) => p.probe));
+    rows = chosen.map((p, i) => ({ name: p.name, tasksPerCall: p.tasksPerCall, callsPerSec: medians[i]! }));
+    if (only) {
+      for (const r of rows) console.log(`| ${r.name} | ${Math.round(r.callsPerSec)} |`);
+      return;
+    }
     gridClient.close();
   } finally {
     await proxy.stop();
     for (const p of Object.values(signedProxies)) await p.stop();
     for (const p of Object.values(policyProxies)) await p.stop();
+    for (const p of Object.values(storeProxies)) await p.stop();
+    await haproxy?.stop();
+    for (const p of farm) await p.stop();
     await redis.stop();
     await grid.stop();
     bare.child.kill();
@@ -453,6 +538,15 @@ async function main(): Promise<void> {
   console.log(
     `| policy ÷ no policy, signed | ${(by('proxy sendTaskInput typed XML, signed, policy') / by('proxy sendTaskInput typed XML, signed, no policy')).toFixed(2)}× | – |`,
   );
+  const memoryStore = by('proxy sendTaskInput, signed, clientKey, memory store');
+  console.log(
+    `| signed, Redis store ÷ memory store | ${(by('proxy sendTaskInput, signed, clientKey, Redis store') / memoryStore).toFixed(2)}× | ≥ 0.8× |`,
+  );
+  if (rows.some((r) => r.name.includes('HAProxy'))) {
+    console.log(
+      `| HAProxy → 3 proxies ÷ 1 proxy (signed, Redis store) | ${(by('proxy sendTaskInput, signed, clientKey, Redis store: HAProxy') / by('proxy sendTaskInput, signed, clientKey, Redis store: 1 of')).toFixed(2)}× | reported |`,
+    );
+  }
   console.log(
     `| proxy single ÷ direct to grid (1 task) | ${(single / by('direct to grid over TCP (1')).toFixed(2)}× | – |`,
   );

@@ -12,7 +12,7 @@ export interface PoolRequest {
   certFile: string;
   keyFile: string;
   version: SoapVersion;
-  /** Body content; `{n}` is replaced by the request's number so payloads differ too. */
+  /** Body content; every `{n}` is replaced by the request's number so payloads (and keys) differ too. */
   body: string;
   count: number;
 }
@@ -21,7 +21,7 @@ function sign(req: PoolRequest): string[] {
   const signer = new EnvelopeSigner({ certFile: req.certFile, keyFile: req.keyFile });
   const out: string[] = new Array<string>(req.count);
   for (let i = 0; i < req.count; i++)
-    out[i] = signer.envelope(req.version, req.body.replace('{n}', String(i)));
+    out[i] = signer.envelope(req.version, req.body.replaceAll('{n}', String(i)));
   return out;
 }
 

@@ -171,6 +171,14 @@ export const configSchema = z
         redis: z
           .object({
             url: z.string().min(1).default('redis://127.0.0.1:6379'),
+            /**
+             * Redis Sentinel: the sentinels to ask for the current primary of `masterName`; the
+             * URL then only carries credentials and the database number.
+             */
+            sentinels: z
+              .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
+              .default([]),
+            masterName: z.string().min(1).default('mymaster'),
             keyPrefix: z.string().default('ssp:'),
             commandTimeoutMs: z.number().int().positive().default(500),
             connectTimeoutMs: z.number().int().positive().default(3000),

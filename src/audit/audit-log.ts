@@ -37,6 +37,8 @@ export interface AuditRecord {
   bytesOut: number;
   /** E.g. the limiter's verdict, short text. */
   limit?: string;
+  /** The answer was a retry's: remembered from an earlier call with the same client key. */
+  repeated?: boolean;
 }
 
 type Picked = { [K in keyof Required<AuditRecord>]: AuditRecord[K] };
@@ -68,6 +70,7 @@ function pick(r: AuditRecord): Picked {
     bytesIn: r.bytesIn,
     bytesOut: r.bytesOut,
     limit: r.limit,
+    repeated: r.repeated,
   };
 }
 

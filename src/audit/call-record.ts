@@ -59,6 +59,7 @@ export function callRecord(
     bytesIn: ctx.raw?.length ?? 0,
     bytesOut,
     limit: ctx.limitVerdict,
+    repeated: ctx.repeated || undefined,
   };
   return rec;
 }
