@@ -228,7 +228,9 @@ async function main(): Promise<void> {
         await startProxyProcess({ ...proxyConfig([grid.address]), ...wssStore(redisStore, port, adminPort) }),
       );
     }
-    haproxy = await startHaproxy({ backends: ports });
+    // BENCH_HAPROXY_CONFIG: measure another HAProxy configuration than the shipped one.
+    const configFile = process.env.BENCH_HAPROXY_CONFIG;
+    haproxy = await startHaproxy({ backends: ports, ...(configFile ? { configFile } : {}) });
     for (const b of ports) await haproxy.waitForState(b.name, 'UP', 20000);
   } else console.warn('haproxy is not installed: the HAProxy row is skipped (apt-get install haproxy)');
   const bare = await startBaseline('bare');
@@ -319,6 +321,30 @@ async function main(): Promise<void> {
       if (res.status !== 200) throw new Error(`signed setup call failed: ${text}`);
       return text;
     };
+    /** connect + createSession through `call`, for a row's own session. */
+    const sessionVia = async (
+      call: (url: string, body: string) => Promise<string>,
+      wrap: (inner: string) => string,
+      url: string,
+    ): Promise<string> => {
+      const conn = /connectionId>([^<]+)</.exec(
+        await call(
+          url,
+          wrap(
+            `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
+          ),
+        ),
+      )![1]!;
+      return /sessionId>([^<]+)</.exec(
+        await call(
+          url,
+          wrap(
+            `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
+          ),
+        ),
+      )![1]!;
+    };
+    const asIs = (inner: string): string => inner;
     const signedRows: [keyof typeof signedProxies, string][] = [
       ['verify', 'proxy sendTaskInput (1 task, RSA-signed request verified, response unsigned)'],
       ['rsa', 'proxy sendTaskInput (signed request verified, response signed RSA-SHA256)'],
@@ -326,18 +352,7 @@ async function main(): Promise<void> {
     ];
     for (const [kind, name] of signedRows) {
       const url = signedProxies[kind].url;
-      const conn = /connectionId>([^<]+)</.exec(
-        await signedCall(
-          url,
-          `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
-        ),
-      )![1]!;
-      const sid = /sessionId>([^<]+)</.exec(
-        await signedCall(
-          url,
-          `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
-        ),
-      )![1]!;
+      const sid = await sessionVia(signedCall, asIs, url);
       plan.push({
         name,
         tasksPerCall: 1,
@@ -379,23 +394,8 @@ async function main(): Promise<void> {
     for (const [kind, path, name, signed] of policyRows) {
       const url = new URL(path, policyProxies[kind].url).toString();
       const call = signed ? signedCall : soapCall;
-      const wrap = signed ? (inner: string): string => inner : envelope;
-      const conn = /connectionId>([^<]+)</.exec(
-        await call(
-          url,
-          wrap(
-            `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
-          ),
-        ),
-      )![1]!;
-      const sid = /sessionId>([^<]+)</.exec(
-        await call(
-          url,
-          wrap(
-            `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
-          ),
-        ),
-      )![1]!;
+      const wrap = signed ? asIs : envelope;
+      const sid = await sessionVia(call, wrap, url);
       const body = `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId>${typed}</sym:sendTaskInput>`;
       plan.push({
         name,
@@ -423,18 +423,7 @@ async function main(): Promise<void> {
         : []),
     ];
     for (const [url, name] of storeRows) {
-      const conn = /connectionId>([^<]+)</.exec(
-        await signedCall(
-          url,
-          `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>x</sym:password></sym:connect>`,
-        ),
-      )![1]!;
-      const sid = /sessionId>([^<]+)</.exec(
-        await signedCall(
-          url,
-          `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${conn}</sym:connectionId></sym:createSession>`,
-        ),
-      )![1]!;
+      const sid = await sessionVia(signedCall, asIs, url);
       const body = `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId>${keyed}</sym:sendTaskInput>`;
       plan.push({
         name,

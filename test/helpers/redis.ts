@@ -1,11 +1,12 @@
 /** A throwaway redis-server on a free loopback port, for tests of the shared store. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasCommand } from './peers';
+import { freePort } from './ports';
 
 export interface RedisProcess {
   port: number;
@@ -20,18 +21,6 @@ const STOP_GRACE_MS = 5000;
 
 export function hasRedis(): boolean {
   return hasCommand('redis-server', ['--version']);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('no free port'))));
-    });
-  });
 }
 
 /** One PING over a raw socket, so that readiness does not depend on the client under test. */
