@@ -2,14 +2,14 @@
  * A throwaway HAProxy on free loopback ports, running the shipped docs/haproxy.cfg in front of
  * three proxies, so that tests prove the documented config (retries, health checks on /readyz).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasCommand } from './peers';
-import { freePort } from './ports';
+import { exited, freePort, stopProcess } from './peer-process';
 
 export interface HaproxyBackend {
   /** The name serverStates() reports this proxy under. */
@@ -49,7 +49,6 @@ const BACKEND = 'ssp_proxies';
 const SERVERS = ['proxy1', 'proxy2', 'proxy3'];
 
 const START_TIMEOUT_MS = 10000;
-const STOP_GRACE_MS = 5000;
 const SOCKET_TIMEOUT_MS = 2000;
 const STATE_TIMEOUT_MS = 10000;
 
@@ -122,20 +121,6 @@ export function parseShowStat(csv: string, backend: string): Record<string, stri
   return out;
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // SIGTERM is HAProxy's hard stop: it closes everything at once and exits.
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await gone;
-  clearTimeout(timer);
-}
-
 export async function startHaproxy(opts: HaproxyOptions): Promise<HaproxyProcess> {
   if (opts.backends.length !== SERVERS.length) {
     throw new Error(
@@ -175,6 +160,7 @@ export async function startHaproxy(opts: HaproxyOptions): Promise<HaproxyProcess
   };
   process.once('exit', reap);
   const stop = async (): Promise<void> => {
+    // SIGTERM is HAProxy's hard stop: it closes everything at once and exits.
     await stopProcess(child);
     process.off('exit', reap);
     rmSync(dir, { recursive: true, force: true });

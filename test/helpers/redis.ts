@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasCommand } from './peers';
-import { freePort } from './ports';
+import { exited, freePort, stopProcess } from './peer-process';
 
 export interface RedisProcess {
   port: number;
@@ -17,7 +17,6 @@ export interface RedisProcess {
 }
 
 const START_TIMEOUT_MS = 10000;
-const STOP_GRACE_MS = 5000;
 
 export function hasRedis(): boolean {
   return hasCommand('redis-server', ['--version']);
@@ -40,19 +39,6 @@ function pings(port: number): Promise<boolean> {
       if (got.includes('\r\n')) done(got.startsWith('+PONG'));
     });
   });
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await gone;
-  clearTimeout(timer);
 }
 
 async function launch(port: number, dir: string, persistent: boolean): Promise<ChildProcess> {
