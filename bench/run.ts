@@ -14,7 +14,7 @@ import { GridClient } from '../src/backend/client';
 import { spawnGrid, startProxyProcess, proxyConfig } from '../test/helpers/processes';
 import { ECHO_REQUEST } from './baseline-servers';
 import { signedPool } from './signed-pool';
-import { generateDevPki } from '../src/security/dev-pki';
+import { generateDevPki } from '../src/commands/dev-pki';
 import { EnvelopeSigner } from '../src/security/envelope-signer';
 import { startRedis } from '../test/helpers/redis';
 import { freePort, hasHaproxy, startHaproxy, type HaproxyProcess } from '../test/helpers/haproxy';

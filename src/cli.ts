@@ -10,12 +10,12 @@ import { parseArgs } from 'node:util';
 import { startProxy } from './app';
 import { ConfigError, loadConfig } from './config';
 import { log, setLogLevel } from './log';
-import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './security/certs-command';
-import { generateDevPki } from './security/dev-pki';
+import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './commands/certs';
+import { generateDevPki } from './commands/dev-pki';
 import { relative } from 'node:path';
-import { policyCommand } from './policy/policy-command';
+import { policyCommand } from './commands/policy';
 import { PolicyLoadError } from './policy/model';
-import { auditCommand } from './audit/verify';
+import { auditCommand } from './commands/audit';
 
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({

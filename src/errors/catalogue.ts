@@ -233,6 +233,13 @@ export const CATALOGUE = {
     retryable: true,
     hint: 'the grid is at its in-flight limit; retry after the indicated delay',
   },
+  SSP_UNKNOWN_PATH: {
+    status: 404,
+    side: 'Sender',
+    retryable: false,
+    transport: true,
+    hint: 'POST SOAP calls to the endpoint address of the WSDL (GET <endpoint>?wsdl returns it)',
+  },
   SSP_UNKNOWN_SERVICE_VERSION: {
     status: 404,
     side: 'Sender',

@@ -14,7 +14,7 @@ import {
   type LoadOptions,
 } from './control-file';
 import { PolicyLoadError, type ControlFile, type PolicyProblem } from './model';
-import { clusterResolver, policyCommand, type CommandIo } from './policy-command';
+import { clusterResolver, policyCommand, type CommandIo } from '../commands/policy';
 import {
   buildPolicy,
   describeInterval,

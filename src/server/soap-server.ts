@@ -5,11 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { GatewayError, isGatewayError } from '../errors/catalogue';
-import { log } from '../log';
-import type { RequestContext } from '../pipeline/context';
-import { StoreUnavailableError } from '../store/store';
-import { CONTENT_TYPE, envelope, renderFault, type EnvelopeWriter } from '../soap/envelope';
+import { newCall } from '../pipeline/context';
+import type { Pipeline } from '../pipeline/phases';
 import type { WsdlDocuments } from './wsdl-serving';
 
 export interface SoapServerOptions {
@@ -17,17 +14,13 @@ export interface SoapServerOptions {
   publicUrl?: string;
   keepAliveTimeoutMs: number;
   requestTimeoutMs: number;
-  /** Writes fault envelopes too, so faults are signed like responses. */
-  writeEnvelope?: EnvelopeWriter;
   /** HTTPS (optionally mutual TLS) instead of plain HTTP. */
   tls?: https.ServerOptions;
   /**
-   * Whether a path serves SOAP. Without it only `path` does; with an SLA control file every
-   * ServiceVersion uri does, and the answer may change on reload.
+   * Whether a path serves the WSDL documents. Without it only `path` does; with an SLA control
+   * file every ServiceVersion uri does, and the answer may change on reload.
    */
   isServicePath?: (path: string) => boolean;
-  /** Called once per SOAP call, success or fault, after the reply is written: audit and metrics. */
-  onDone?: (ctx: RequestContext, fault: GatewayError | null, bytesOut: number) => void;
   /** Counts calls in flight and, once draining, asks clients to close their connections. */
   drain?: DrainGate;
 }
@@ -40,10 +33,9 @@ export class DrainGate {
 
 export function createSoapServer(
   opts: SoapServerOptions,
-  run: (ctx: RequestContext) => Promise<void>,
+  pipeline: Pipeline,
   docs: WsdlDocuments,
 ): http.Server | https.Server {
-  const write = opts.writeEnvelope ?? envelope;
   const isServicePath = opts.isServicePath ?? ((p: string) => p === opts.path);
   const gate = opts.drain;
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
@@ -56,30 +48,25 @@ export function createSoapServer(
     const q = req.url!.indexOf('?');
     const path = q < 0 ? req.url! : req.url!.slice(0, q);
     const query = q < 0 ? '' : req.url!.slice(q + 1);
-    if (!isServicePath(path)) {
-      if (req.method === 'POST' && opts.isServicePath) {
-        // A SOAP client at a path the control file does not know gets a fault it can parse.
-        const err = new GatewayError(
-          'SSP_UNKNOWN_SERVICE_VERSION',
-          `no service version is served at ${path}`,
-        );
-        void handle(req, res, () => Promise.reject(err), write, path, opts.onDone);
+    // Every POST is a SOAP call: the pipeline decides whether its path serves one (and answers
+    // a SOAP fault if not). Other methods are document requests or mistakes.
+    if (req.method !== 'POST') {
+      if (!isServicePath(path)) {
+        res
+          .writeHead(404, { 'content-type': 'text/plain' })
+          .end(
+            opts.isServicePath
+              ? `no service version at ${path}\n`
+              : `no service here; the SOAP endpoint is ${opts.path}\n`,
+          );
         return;
       }
-      res
-        .writeHead(404, { 'content-type': 'text/plain' })
-        .end(
-          opts.isServicePath
-            ? `no service version at ${path}\n`
-            : `no service here; the SOAP endpoint is ${opts.path}\n`,
-        );
-      return;
+      if (req.method === 'GET' && query !== '') {
+        serveDocument(req, res, query, path, opts, docs);
+        return;
+      }
     }
-    if (req.method === 'GET' && query !== '') {
-      serveDocument(req, res, query, path, opts, docs);
-      return;
-    }
-    void handle(req, res, run, write, path, opts.onDone);
+    void handle(req, res, path, pipeline);
   };
   const server = opts.tls ? https.createServer(opts.tls, listener) : http.createServer(listener);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs;
@@ -129,83 +116,16 @@ function nextCorrelationId(): string {
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
-  run: (ctx: RequestContext) => Promise<void>,
-  write: EnvelopeWriter,
   path: string,
-  onDone: SoapServerOptions['onDone'],
+  pipeline: Pipeline,
 ): Promise<void> {
-  const ctx: RequestContext = {
-    correlationId: nextCorrelationId(),
-    messageId: undefined,
-    resend: false,
-    clientKey: undefined,
-    repeated: false,
-    startedAt: performance.now(),
-    req,
-    path,
-    soapVersion: '1.1',
-    raw: null,
-    envelope: null,
-    header: null,
-    payload: null,
-    operation: null,
-    args: null,
-    signer: null,
-    consumer: null,
-    result: undefined,
-    response: null,
-    gridMs: 0,
-    policy: null,
-    limitVerdict: undefined,
-  };
-  let fault: GatewayError | null = null;
-  let bytesOut: number;
-  try {
-    await run(ctx);
-    res.writeHead(200, {
-      'content-type': CONTENT_TYPE[ctx.soapVersion],
-      'x-correlation-id': ctx.correlationId,
-    });
-    res.end(ctx.response);
-    bytesOut = ctx.response ? Buffer.byteLength(ctx.response) : 0;
-  } catch (e) {
-    const err = isGatewayError(e)
-      ? e
-      : e instanceof StoreUnavailableError
-        ? new GatewayError('SSP_STORE_UNAVAILABLE', 'the shared state store is unreachable', { cause: e })
-        : new GatewayError('SSP_INTERNAL', 'internal error', { cause: e });
-    if (err.detail === 'AuthenticationFault') {
-      // Who was refused and why, never what they sent.
-      log.warn('request refused', {
-        correlationId: ctx.correlationId,
-        code: err.code,
-        reason: err.message,
-        signer: ctx.signer?.subject,
-        remote: req.socket.remoteAddress,
-      });
-    } else if (err.code === 'SSP_INTERNAL') {
-      log.error('request failed', {
-        correlationId: ctx.correlationId,
-        operation: ctx.operation?.name,
-        error: e instanceof Error ? e.stack : String(e),
-      });
-    }
-    const rendered = renderFault(err, ctx.soapVersion, ctx.correlationId, write);
-    rendered.headers['x-correlation-id'] = ctx.correlationId;
-    // A body we stopped reading must not be parsed as the next request on this socket.
-    if (err.code === 'SSP_BODY_TOO_LARGE' || !req.complete) rendered.headers['connection'] = 'close';
-    res.writeHead(rendered.status, rendered.headers);
-    res.end(rendered.body);
-    fault = err;
-    bytesOut = Buffer.byteLength(rendered.body);
+  const ctx = newCall(req, path, nextCorrelationId());
+  const answer = await pipeline.handle(ctx);
+  // A body we stopped reading must not be parsed as the next request on this socket.
+  if (answer.fault && (answer.fault.code === 'SSP_BODY_TOO_LARGE' || !req.complete)) {
+    answer.headers['connection'] = 'close';
   }
-  // Outside the try: a failure in audit or metrics must not try to answer the client twice.
-  try {
-    onDone?.(ctx, fault, bytesOut);
-  } catch (e) {
-    log.error('recording a finished call failed', {
-      correlationId: ctx.correlationId,
-      error: e instanceof Error ? e.message : String(e),
-    });
-  }
+  res.writeHead(answer.status, answer.headers);
+  res.end(answer.body);
+  pipeline.complete(ctx, answer);
 }

@@ -69,7 +69,13 @@ interface ComplexType {
 type TypeDef = SimpleType | ComplexType;
 
 /** Values produced by decoding: plain JSON-like data plus Buffers for base64Binary. */
-export type Decoded = string | number | boolean | Buffer | Decoded[] | { [k: string]: Decoded };
+export type Decoded = string | number | boolean | Buffer | Decoded[] | DecodedFields;
+/** A decoded complex element: what every operation's request element decodes to. */
+export type DecodedFields = { [k: string]: Decoded };
+
+export function isDecodedFields(v: Decoded): v is DecodedFields {
+  return typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v);
+}
 
 export interface ElementCodec {
   name: string;

@@ -11,7 +11,7 @@
  * anything but whitespace outside the document element. Tests compare it with saxes and
  * libxml2 on a corpus and on mutated documents.
  */
-import type { XmlAttr, XmlElement, XmlLimits, XmlNode } from './xml';
+import type { XmlAttr, XmlElement, XmlLimits, XmlNode } from './xml-tree';
 
 export class XmlRejected extends Error {
   constructor(

@@ -5,41 +5,10 @@
  * input is stopped before it costs memory.
  */
 import { scanXml } from './xml-scanner';
+import { DEFAULT_XML_LIMITS, type XmlElement, type XmlLimits } from './xml-tree';
 
-export interface XmlLimits {
-  maxDepth: number;
-  maxAttributes: number;
-  maxNameLength: number;
-  maxElements: number;
-}
-
-export const DEFAULT_XML_LIMITS: XmlLimits = {
-  maxDepth: 64,
-  maxAttributes: 64,
-  maxNameLength: 256,
-  maxElements: 200_000,
-};
-
-export interface XmlAttr {
-  uri: string;
-  local: string;
-  prefix: string;
-  value: string;
-}
-
-export interface XmlElement {
-  uri: string;
-  local: string;
-  prefix: string;
-  attrs: XmlAttr[];
-  /** Namespace declarations made on this element, prefix ('' for default) → uri. */
-  nsDecls: Record<string, string> | null;
-  children: XmlNode[];
-  parent: XmlElement | null;
-}
-
-export type XmlNode = XmlElement | string;
-
+export type { XmlAttr, XmlElement, XmlLimits, XmlNode } from './xml-tree';
+export { DEFAULT_XML_LIMITS } from './xml-tree';
 export { XmlRejected } from './xml-scanner';
 
 export interface ParseOptions {

@@ -1,13 +1,19 @@
-/** Calls the service handler registered for the operation. */
+/** Runs the operation's handler: the invoke phase. */
 import { GatewayError } from '../errors/catalogue';
-import type { RequestContext, Stage } from '../pipeline/context';
+import type { ResolvedCall } from '../pipeline/context';
 
-export type Handler = (args: never, ctx: RequestContext) => Promise<unknown>;
+const GONE = new Set(['SSP_UNKNOWN_SESSION', 'SSP_UNKNOWN_CONNECTION']);
 
-export function dispatch(handlers: ReadonlyMap<string, Handler>): Stage {
+export function dispatch(): (ctx: ResolvedCall) => Promise<unknown> {
   return async (ctx) => {
-    const handler = handlers.get(ctx.operation!.name);
-    if (!handler) throw new GatewayError('SSP_INTERNAL', `operation ${ctx.operation!.name} has no handler`);
-    ctx.result = await (handler as (a: unknown, c: RequestContext) => Promise<unknown>)(ctx.args, ctx);
+    const op = ctx.operation;
+    try {
+      return await op.handler(ctx.args, ctx);
+    } catch (e) {
+      // A resend of a release whose first attempt did the work and died before its answer
+      // was recorded: the resource is gone, which is what was asked for.
+      if (op.traits.releases && ctx.resend && e instanceof GatewayError && GONE.has(e.code)) return {};
+      throw e;
+    }
   };
 }

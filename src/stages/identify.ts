@@ -6,7 +6,8 @@
  */
 import type { TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors/catalogue';
-import type { Consumer, Stage } from '../pipeline/context';
+import type { Consumer, ParsedCall } from '../pipeline/context';
+import type { Hook } from '../pipeline/phases';
 import { dnKey } from '../security/dn';
 
 export const ANONYMOUS: Consumer = { id: 'anonymous', via: 'anonymous' };
@@ -36,7 +37,9 @@ function tlsPeerFingerprint(socket: TLSSocket): string | null {
   return fp;
 }
 
-export function identify(opts: IdentifyOptions = { consumers: [], requireMappedConsumer: false }): Stage {
+export function identify(
+  opts: IdentifyOptions = { consumers: [], requireMappedConsumer: false },
+): Hook<ParsedCall> {
   const bySubject = new Map<string, string>();
   const byFingerprint = new Map<string, string>();
   for (const m of opts.consumers) {
@@ -46,11 +49,11 @@ export function identify(opts: IdentifyOptions = { consumers: [], requireMappedC
   // Mapping a certificate costs a DN normalization; remember the answer per certificate.
   const cache = new Map<string, Consumer>();
 
-  return async (ctx, next) => {
-    const signer = ctx.signer;
+  return async (ctx) => {
+    const signer = ctx.signer ?? null;
+    ctx.signer = signer;
     if (!signer) {
       ctx.consumer ??= ANONYMOUS;
-      await next();
       return;
     }
     const fingerprint = normalizeFingerprint(signer.fingerprint256);
@@ -83,6 +86,5 @@ export function identify(opts: IdentifyOptions = { consumers: [], requireMappedC
       cache.set(fingerprint, consumer);
     }
     ctx.consumer = consumer;
-    await next();
   };
 }

@@ -1,6 +1,7 @@
 /** Hardened parse of the envelope; nothing else touches the request bytes before this. */
 import { GatewayError } from '../errors/catalogue';
-import type { Stage } from '../pipeline/context';
+import type { ReceivedCall } from '../pipeline/context';
+import type { Hook } from '../pipeline/phases';
 import { readEnvelope } from '../soap/envelope';
 import { parseXml, XmlRejected, type XmlElement, type XmlLimits } from '../soap/xml';
 
@@ -22,11 +23,11 @@ function textOf(el: XmlElement): string {
   return s;
 }
 
-export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
-  return async (ctx, next) => {
+export function parse(limits: XmlLimits & { maxHeaders: number }): Hook<ReceivedCall> {
+  return async (ctx) => {
     let root;
     try {
-      root = parseXml(ctx.raw!.toString('utf8'), limits);
+      root = parseXml(ctx.raw.toString('utf8'), limits);
     } catch (e) {
       if (e instanceof XmlRejected) throw new GatewayError(REJECTION_CODE[e.kind], e.message);
       throw e;
@@ -53,6 +54,5 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Stage {
     ctx.envelope = root;
     ctx.header = parts.header;
     ctx.payload = parts.payload;
-    await next();
   };
 }

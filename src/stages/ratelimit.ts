@@ -7,9 +7,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError } from '../errors/catalogue';
 import { log } from '../log';
-import type { RequestContext, Stage } from '../pipeline/context';
+import type { ResolvedCall } from '../pipeline/context';
+import type { PolicyHook } from '../pipeline/phases';
 import type { BoundLimit } from '../policy/active-policy';
-import type { LimiterDecision, ProxyMetrics } from '../server/metrics';
+import type { LimiterDecision, ProxyMetrics } from '../observability/metrics';
 import { StoreUnavailableError, type RateDecision, type StateStore } from '../store/store';
 
 function describe(l: BoundLimit): string {
@@ -17,18 +18,18 @@ function describe(l: BoundLimit): string {
   return `${p.scope.toUpperCase()} policy ${p.name} (${p.threshold} messages per ${p.intervalMs / 1000} s, ${p.intervalType})`;
 }
 
-export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
+export function ratelimit(store: StateStore, metrics: ProxyMetrics): PolicyHook {
   const count = (l: BoundLimit, d: LimiterDecision): void =>
     metrics.limiter.inc({ scope: l.policy.scope, decision: d });
 
-  return async (ctx, next) => {
+  return async (ctx) => {
     const binding = ctx.policy;
-    if (!binding) return next();
+    if (!binding) return;
     const limits: BoundLimit[] = [];
     const sla = binding.version.slaLimits.get(binding.sla);
     if (sla) limits.push(sla);
     if (binding.version.sld) limits.push(binding.version.sld);
-    if (limits.length === 0) return next();
+    if (limits.length === 0) return;
 
     const started = Date.now();
     let shaped = false;
@@ -39,7 +40,7 @@ export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
       } catch (e) {
         if (!(e instanceof StoreUnavailableError)) throw e;
         failOpenOrClosed(ctx, limits, count, e);
-        return next();
+        return;
       }
       if (d.admitted) {
         limits.forEach((l, i) => {
@@ -47,14 +48,14 @@ export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
             count(l, 'notify');
             log.warn('rate limit exceeded (notify only)', {
               correlationId: ctx.correlationId,
-              consumer: ctx.consumer?.id,
+              consumer: ctx.consumer.id,
               serviceVersion: ctx.path,
               policy: l.policy.name,
             });
           } else count(l, shaped ? 'shaped' : 'ok');
         });
         ctx.limitVerdict = shaped ? 'shaped' : d.over.some(Boolean) ? 'notify' : 'ok';
-        return next();
+        return;
       }
       const refusing = limits.filter((l, i) => d.over[i] && l.enforce);
       const wait = d.retryAfterMs;
@@ -82,7 +83,7 @@ export function ratelimit(store: StateStore, metrics: ProxyMetrics): Stage {
 
 /** Store unreachable: every proxy applies the same per-policy choice from the control file. */
 function failOpenOrClosed(
-  ctx: RequestContext,
+  ctx: ResolvedCall,
   limits: BoundLimit[],
   count: (l: BoundLimit, d: LimiterDecision) => void,
   cause: StoreUnavailableError,

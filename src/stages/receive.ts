@@ -1,10 +1,12 @@
 /** Reads the HTTP request: POST only, a SOAP content type, and a bounded body. */
+import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors/catalogue';
-import type { Stage } from '../pipeline/context';
+import type { CallContext } from '../pipeline/context';
+import type { Hook } from '../pipeline/phases';
 import { versionFromContentType } from '../soap/envelope';
 
-export function receive(opts: { maxBodyBytes: number }): Stage {
-  return async (ctx, next) => {
+export function receive(opts: { maxBodyBytes: number }): Hook<CallContext> {
+  return async (ctx) => {
     const { req } = ctx;
     const version = versionFromContentType(req.headers['content-type']);
     if (version) ctx.soapVersion = version;
@@ -19,7 +21,6 @@ export function receive(opts: { maxBodyBytes: number }): Stage {
     const declared = Number(req.headers['content-length'] ?? -1);
     if (declared > opts.maxBodyBytes) throw tooLarge(opts.maxBodyBytes);
     ctx.raw = await readBody(req, opts.maxBodyBytes);
-    await next();
   };
 }
 
@@ -27,7 +28,7 @@ function tooLarge(max: number): GatewayError {
   return new GatewayError('SSP_BODY_TOO_LARGE', `the request body exceeds ${max} bytes`);
 }
 
-function readBody(req: import('node:http').IncomingMessage, max: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

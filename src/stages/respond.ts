@@ -1,10 +1,10 @@
-/** Encodes the handler's result as the operation's response element inside an envelope. */
-import type { Stage } from '../pipeline/context';
+/** Encodes the response value as the operation's response element inside an envelope (signed, when configured). */
+import type { AnsweredCall } from '../pipeline/context';
+import type { Hook } from '../pipeline/phases';
 import { envelope, type EnvelopeWriter } from '../soap/envelope';
 
-export function respond(write: EnvelopeWriter = envelope): Stage {
-  return async (ctx, next) => {
-    await next();
-    ctx.response = write(ctx.soapVersion, ctx.operation!.response.encode(ctx.result));
+export function respond(write: EnvelopeWriter = envelope): Hook<AnsweredCall> {
+  return async (ctx) => {
+    ctx.response = write(ctx.soapVersion, ctx.operation.response.encode(ctx.result));
   };
 }

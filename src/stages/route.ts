@@ -1,20 +1,24 @@
 /**
- * Resolves the operation from the Body element against the WSDL table. The Body decides;
- * a SOAPAction that names a different operation is refused rather than trusted.
+ * Resolves the operation from the Body element against the operation table, then decodes its
+ * arguments by the schema (handlers get typed values only). The Body decides; a SOAPAction
+ * that names a different operation is refused rather than trusted.
  */
 import { GatewayError } from '../errors/catalogue';
-import type { Stage } from '../pipeline/context';
+import type { AuthorizedCall } from '../pipeline/context';
+import type { BoundOperation } from '../pipeline/operation';
+import type { Hook } from '../pipeline/phases';
 import { actionFromContentType } from '../soap/envelope';
-import type { Contract } from '../soap/wsdl';
+import { isDecodedFields } from '../soap/schema';
 
-export function route(contract: Contract): Stage {
-  return async (ctx, next) => {
-    const el = ctx.payload!;
-    const op = contract.operations.get(`{${el.uri}}${el.local}`);
+export function route(operations: ReadonlyMap<string, BoundOperation>): Hook<AuthorizedCall> {
+  const known = [...operations.values()].map((o) => o.name).join(', ');
+  return async (ctx) => {
+    const el = ctx.payload;
+    const op = operations.get(`{${el.uri}}${el.local}`);
     if (!op) {
       throw new GatewayError(
         'SSP_UNKNOWN_OPERATION',
-        `no operation takes {${el.uri}}${el.local}; known: ${[...contract.byName.keys()].join(', ')}`,
+        `no operation takes {${el.uri}}${el.local}; known: ${known}`,
       );
     }
     const header = ctx.req.headers['soapaction'];
@@ -32,6 +36,10 @@ export function route(contract: Contract): Stage {
       );
     }
     ctx.operation = op;
-    await next();
+    const args = op.request.decode(el);
+    // Every request element of the contract is a complex type; the WSDL loader checks it.
+    if (!isDecodedFields(args))
+      throw new GatewayError('SSP_INTERNAL', `${op.name} decoded to a simple value`);
+    ctx.args = args;
   };
 }

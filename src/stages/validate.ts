@@ -1,23 +1,18 @@
 /**
  * Deep inspection: typed XML task inputs must satisfy the schemas that the control file names
  * for the service version before anything reaches the grid; task outputs are checked on the
- * way back. It sits after respond so it can inspect the result before it is encoded, and
- * before the limiter so that an invalid request never uses up a consumer's quota.
+ * way back, before they are encoded. The input check runs first in the policy phase, so that
+ * an invalid request never uses up a consumer's quota. Which payloads a call carries is the
+ * operation's trait (taskInputs, taskOutputs).
  */
 import { GatewayError } from '../errors/catalogue';
-import type { Stage } from '../pipeline/context';
+import type { AnsweredCall } from '../pipeline/context';
+import type { TaskPayload } from '../pipeline/operation';
+import type { Hook, PolicyHook } from '../pipeline/phases';
 import type { PayloadSchema } from '../policy/payload-schema';
-import type { ProxyMetrics } from '../server/metrics';
-import type { PayloadValue, SendTaskInputArgs, SendTaskInputBatchArgs } from '../services/messages';
+import type { ProxyMetrics } from '../observability/metrics';
 
-interface OutputItem {
-  taskId: string;
-  successful: boolean;
-  exception?: string | undefined;
-  taskOutput?: PayloadValue | undefined;
-}
-
-function firstProblem(schemas: PayloadSchema[], p: PayloadValue): string | null {
+function firstProblem(schemas: PayloadSchema[], p: TaskPayload): string | null {
   if (p.xml === undefined) {
     return `this service version takes typed XML payloads (<xml>), not ${p.text !== undefined ? 'text' : 'binary'}`;
   }
@@ -28,45 +23,41 @@ function firstProblem(schemas: PayloadSchema[], p: PayloadValue): string | null 
   return null;
 }
 
-export function validate(metrics: ProxyMetrics): Stage {
-  return async (ctx, next) => {
+export function validateInputs(metrics: ProxyMetrics): PolicyHook {
+  return async (ctx) => {
     const v = ctx.policy?.version;
-    if (!v) return next();
-    const op = ctx.operation!.name;
-
-    if (v.requestSchemas.length && (op === 'sendTaskInput' || op === 'sendTaskInputBatch')) {
-      const tasks =
-        op === 'sendTaskInput'
-          ? [(ctx.args as unknown as SendTaskInputArgs).taskSubmissionAttributes]
-          : (ctx.args as unknown as SendTaskInputBatchArgs).taskSubmissionAttributes;
-      for (let i = 0; i < tasks.length; i++) {
-        const problem = firstProblem(v.requestSchemas, tasks[i]!.taskInput);
-        if (problem) {
-          metrics.validations.inc({ direction: 'input', result: 'invalid' });
-          throw new GatewayError(
-            'SSP_PAYLOAD_INVALID',
-            `task input ${i + 1} of ${tasks.length} is invalid for ${v.version.uri}: ${problem}`,
-          );
-        }
+    const inputsOf = ctx.operation.traits.taskInputs;
+    if (!v || !v.requestSchemas.length || !inputsOf) return;
+    const tasks = inputsOf(ctx.args);
+    for (let i = 0; i < tasks.length; i++) {
+      const problem = firstProblem(v.requestSchemas, tasks[i]!);
+      if (problem) {
+        metrics.validations.inc({ direction: 'input', result: 'invalid' });
+        throw new GatewayError(
+          'SSP_PAYLOAD_INVALID',
+          `task input ${i + 1} of ${tasks.length} is invalid for ${v.version.uri}: ${problem}`,
+        );
       }
-      metrics.validations.inc({ direction: 'input', result: 'valid' }, tasks.length);
     }
+    metrics.validations.inc({ direction: 'input', result: 'valid' }, tasks.length);
+  };
+}
 
-    await next();
-
-    if (v.responseSchemas.length && op === 'fetchTaskOutput') {
-      // An output that fails its schema is still handed over, as a failed task naming the
-      // problem: the grid has already forgotten it, so dropping it would lose it.
-      const outputs = (ctx.result as { taskOutput: OutputItem[] }).taskOutput;
-      for (const o of outputs) {
-        if (!o.successful || !o.taskOutput) continue;
-        const problem = firstProblem(v.responseSchemas, o.taskOutput);
-        metrics.validations.inc({ direction: 'output', result: problem ? 'invalid' : 'valid' });
-        if (problem) {
-          o.successful = false;
-          o.exception = `SSP_OUTPUT_INVALID: the task output is invalid for ${v.version.uri}: ${problem}`;
-          o.taskOutput = undefined;
-        }
+export function validateOutputs(metrics: ProxyMetrics): Hook<AnsweredCall> {
+  return async (ctx) => {
+    const v = ctx.policy?.version;
+    const outputsOf = ctx.operation.traits.taskOutputs;
+    if (!v || !v.responseSchemas.length || !outputsOf) return;
+    // An output that fails its schema is still handed over, as a failed task naming the
+    // problem: the grid has already forgotten it, so dropping it would lose it.
+    for (const o of outputsOf(ctx.result)) {
+      if (!o.successful || !o.taskOutput) continue;
+      const problem = firstProblem(v.responseSchemas, o.taskOutput);
+      metrics.validations.inc({ direction: 'output', result: problem ? 'invalid' : 'valid' });
+      if (problem) {
+        o.successful = false;
+        o.exception = `SSP_OUTPUT_INVALID: the task output is invalid for ${v.version.uri}: ${problem}`;
+        o.taskOutput = undefined;
       }
     }
   };

@@ -16,7 +16,7 @@ import {
   type CertPair,
   type CertSpec,
   type SubjectFields,
-} from '../../src/security/dev-pki';
+} from '../../src/commands/dev-pki';
 
 export type { CertPair };
 

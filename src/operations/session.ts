@@ -1,11 +1,11 @@
 /** Session port type: createSession, openSession, closeSession, getSessionStatus. */
 import { CloseMode, SessionState } from '../backend/protocol';
 import { GatewayError } from '../errors/catalogue';
-import type { Handler } from '../stages/dispatch';
-import type { ServiceDeps } from './deps';
+import type { Handler } from '../pipeline/operation';
+import type { OperationDeps } from './deps';
 import type { CloseSessionArgs, CreateSessionArgs, OpenSessionArgs, SessionIdArgs } from './messages';
 import { ownedConnection, ownedSession } from './ownership';
-import type { RequestContext } from '../pipeline/context';
+import type { ResolvedCall } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord } from '../store/store';
 
 const STATE_NAMES: Partial<Record<SessionState, string>> = {
@@ -14,16 +14,21 @@ const STATE_NAMES: Partial<Record<SessionState, string>> = {
 };
 
 /** A session belongs to its connection's cluster and service version, and to the caller. */
-function sessionOf(conn: ConnectionRecord, ctx: RequestContext, connectionId: string): SessionRecord {
+function sessionOf(conn: ConnectionRecord, ctx: ResolvedCall, connectionId: string): SessionRecord {
   return {
     cluster: conn.cluster,
-    owner: ctx.consumer!.id,
+    owner: ctx.consumer.id,
     connectionId,
     ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
   };
 }
 
-export function sessionService({ router, store }: ServiceDeps): Record<string, Handler> {
+export function sessionHandlers({ router, store }: OperationDeps): {
+  createSession: Handler<CreateSessionArgs, { sessionId: string }>;
+  openSession: Handler<OpenSessionArgs, { sessionId: string }>;
+  closeSession: Handler<CloseSessionArgs, Record<string, never>>;
+  getSessionStatus: Handler<SessionIdArgs, { sessionStatus: Record<string, unknown> }>;
+} {
   return {
     async createSession(args: CreateSessionArgs, ctx) {
       const conn = await ownedConnection(store, ctx, args.connectionId);
@@ -38,7 +43,7 @@ export function sessionService({ router, store }: ServiceDeps): Record<string, H
     async openSession(args: OpenSessionArgs, ctx) {
       const conn = await ownedConnection(store, ctx, args.connectionId);
       const prev = await store.getSession(args.sessionId);
-      if (prev && prev.owner !== ctx.consumer!.id) {
+      if (prev && prev.owner !== ctx.consumer.id) {
         throw new GatewayError('SSP_NOT_OWNER', `session ${args.sessionId} belongs to another consumer`);
       }
       if (prev && prev.cluster !== conn.cluster) {

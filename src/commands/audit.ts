@@ -1,7 +1,7 @@
 /** Verifies an audit file's hash chain and names the first line that breaks it. */
 import { createReadStream } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { checkLine, GENESIS_HASH } from './audit-log';
+import { checkLine, GENESIS_HASH } from '../observability/audit-log';
 
 export type AuditVerdict =
   | { ok: true; records: number; lastHash: string }

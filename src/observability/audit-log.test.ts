@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { log } from '../log';
 import { AuditChainError, AuditLog, GENESIS_HASH, sealLine, type AuditRecord } from './audit-log';
-import { auditCommand, verifyAuditFile, type AuditVerdict } from './verify';
+import { auditCommand, verifyAuditFile, type AuditVerdict } from '../commands/audit';
 
 const rec = (i: number, extra: Partial<AuditRecord> = {}): AuditRecord => ({
   time: new Date(Date.UTC(2025, 0, 1, 0, 0, i % 60)).toISOString(),

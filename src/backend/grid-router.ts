@@ -6,7 +6,6 @@ import { GatewayError, type ErrorCodeName } from '../errors/catalogue';
 import { GridCallError, GridClient } from '../backend/client';
 import { ErrorCode, type Operation, type ReplyBodies, type RequestBodies } from '../backend/protocol';
 import type { ClusterConfig } from '../config';
-import type { RequestContext } from '../pipeline/context';
 
 const GRID_TO_GATEWAY: Partial<Record<ErrorCode, ErrorCodeName>> = {
   [ErrorCode.UNKNOWN_CONNECTION]: 'SSP_UNKNOWN_CONNECTION',
@@ -32,6 +31,11 @@ export function toGatewayError(e: unknown, cluster: string): GatewayError {
     );
   }
   return new GatewayError('SSP_INTERNAL', 'unexpected failure talking to the grid', { cause: e });
+}
+
+/** Where a call accounts the time it waited for the grid (the request context). */
+export interface GridTiming {
+  gridMs: number;
 }
 
 export class GridRouter {
@@ -90,7 +94,7 @@ export class GridRouter {
    * connection dropped under it, so that a lost socket costs the client nothing.
    */
   async call<K extends Operation>(
-    ctx: RequestContext,
+    ctx: GridTiming,
     cluster: string,
     op: K,
     body: RequestBodies[K],

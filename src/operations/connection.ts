@@ -1,10 +1,10 @@
 /** Connection port type: connect, closeConnection (com.platform.symphony.soam.Connection). */
 import { GatewayError } from '../errors/catalogue';
-import type { RequestContext } from '../pipeline/context';
-import type { Handler } from '../stages/dispatch';
+import type { GridRouter } from '../backend/grid-router';
+import type { ResolvedCall } from '../pipeline/context';
+import type { Handler } from '../pipeline/operation';
+import type { OperationDeps } from './deps';
 import type { ConnectArgs, ConnectionIdArgs } from './messages';
-import type { ServiceDeps } from './deps';
-import type { GridRouter } from './grid-router';
 import { ownedConnection } from './ownership';
 
 /**
@@ -12,7 +12,7 @@ import { ownedConnection } from './ownership';
  * version's EndPoint decides (a clusterURL must be one of its URLs); without one, the
  * clusterURL or the default cluster.
  */
-function candidates(router: GridRouter, ctx: RequestContext, args: ConnectArgs): string[] {
+function candidates(router: GridRouter, ctx: ResolvedCall, args: ConnectArgs): string[] {
   const binding = ctx.policy;
   if (!binding) return [router.clusterFor(args.clusterURL)];
   const v = binding.version.version;
@@ -34,7 +34,10 @@ function candidates(router: GridRouter, ctx: RequestContext, args: ConnectArgs):
   return [wanted];
 }
 
-export function connectionService({ router, store }: ServiceDeps): Record<string, Handler> {
+export function connectionHandlers({ router, store }: OperationDeps): {
+  connect: Handler<ConnectArgs, { connectionId: string }>;
+  closeConnection: Handler<ConnectionIdArgs, Record<string, never>>;
+} {
   return {
     async connect(args: ConnectArgs, ctx) {
       const clusters = candidates(router, ctx, args);
@@ -62,7 +65,7 @@ export function connectionService({ router, store }: ServiceDeps): Record<string
           try {
             await store.putConnection(reply.connectionId, {
               cluster,
-              owner: ctx.consumer!.id,
+              owner: ctx.consumer.id,
               application: args.applicationName,
               ...(serviceVersion !== undefined ? { serviceVersion } : {}),
             });

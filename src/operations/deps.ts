@@ -1,8 +1,8 @@
 import type { StateStore } from '../store/store';
-import type { GridRouter } from './grid-router';
+import type { GridRouter } from '../backend/grid-router';
 
-/** What the services need; built once at start and shared by all requests. */
-export interface ServiceDeps {
+/** What the operation handlers need; built once at start and shared by all requests. */
+export interface OperationDeps {
   router: GridRouter;
   store: StateStore;
   maxTasksPerBatch: number;

@@ -6,9 +6,14 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeTestPki, type CertPair, type TestPki } from '../../test/helpers/pki';
-import { certsCommand } from './certs-command';
-import { DEV_P12_PASSWORD, DEV_PKI_FILES, generateDevPki, type DevPkiResult } from './dev-pki';
+import { makeTestPki, type CertPair, type TestPki } from '../helpers/pki';
+import { certsCommand } from '../../src/commands/certs';
+import {
+  DEV_P12_PASSWORD,
+  DEV_PKI_FILES,
+  generateDevPki,
+  type DevPkiResult,
+} from '../../src/commands/dev-pki';
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20000 });

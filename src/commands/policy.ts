@@ -8,10 +8,10 @@
 import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ProxyConfig } from '../config';
-import { loadControlFile, type LoadOptions } from './control-file';
-import type { ControlFile, LimitPolicy, PayloadRules } from './model';
-import { PolicyLoadError } from './model';
-import { describePolicy } from './policy-name';
+import { loadControlFile, type LoadOptions } from '../policy/control-file';
+import type { ControlFile, LimitPolicy, PayloadRules } from '../policy/model';
+import { PolicyLoadError } from '../policy/model';
+import { describePolicy } from '../policy/policy-name';
 
 export const POLICY_USAGE = 'usage: symphony-soap-proxy policy check <control file> [--config FILE]';
 

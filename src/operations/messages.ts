@@ -1,11 +1,8 @@
 /** TypeScript shapes of the decoded request elements of schemas/symphony.xsd. */
 import type { SessionAttributes } from '../backend/protocol';
+import type { TaskPayload } from '../pipeline/operation';
 
-export interface PayloadValue {
-  xml?: string;
-  text?: string;
-  binary?: Buffer;
-}
+export type PayloadValue = TaskPayload;
 
 export interface ConnectArgs {
   clusterURL?: string;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { excC14n } from './c14n';
-import { childElements, parseXml, type XmlElement } from '../soap/xml';
-import { hasPythonModule, requirePeer } from '../../test/helpers/peers';
+import { excC14n } from '../../src/security/c14n';
+import { childElements, parseXml, type XmlElement } from '../../src/soap/xml';
+import { hasPythonModule, requirePeer } from '../helpers/peers';
 
 interface Case {
   name: string;

@@ -1,27 +1,16 @@
-/** TaskInput and TaskOutput port types: sendTaskInput, sendTaskInputBatch, fetchTaskOutput. */
+/** TaskOutput port type: fetchTaskOutput, acknowledgeTaskOutput. */
 import { randomBytes } from 'node:crypto';
-import type { Payload, TaskInput, TaskOutput } from '../backend/protocol';
-import { GatewayError } from '../errors/catalogue';
+import type { Payload, TaskOutput } from '../backend/protocol';
+import type { Handler, TaskOutputItem } from '../pipeline/operation';
 import { parseXml } from '../soap/xml';
-import type { Handler } from '../stages/dispatch';
-import type { ServiceDeps } from './deps';
-import type { RequestContext } from '../pipeline/context';
 import type { StoredOutput } from '../store/store';
-import type {
-  AcknowledgeTaskOutputArgs,
-  FetchTaskOutputArgs,
-  PayloadValue,
-  SendTaskInputArgs,
-  SendTaskInputBatchArgs,
-  TaskSubmissionAttributes,
-} from './messages';
+import type { OperationDeps } from './deps';
+import type { AcknowledgeTaskOutputArgs, FetchTaskOutputArgs, PayloadValue } from './messages';
 import { ownedSession } from './ownership';
 
-function toTask(t: TaskSubmissionAttributes): TaskInput {
-  const p = t.taskInput;
-  const payload: Payload =
-    p.xml !== undefined ? { xml: p.xml } : p.text !== undefined ? { text: p.text } : { binary: p.binary };
-  return { tag: t.tag ?? '', priority: t.taskPriority ?? 1, payload };
+export interface FetchReply {
+  taskOutput: TaskOutputItem[];
+  deliveryToken: string | undefined;
 }
 
 /** An output XML payload must be one well-formed, namespaced element before we embed it. */
@@ -73,7 +62,7 @@ function deserializeOutput(data: string): TaskOutput {
   };
 }
 
-function render(o: TaskOutput): Record<string, unknown> {
+function render(o: TaskOutput): TaskOutputItem & { tag: string | undefined } {
   const { value, problem } = checkedOutput(o.payload);
   return {
     taskId: o.taskId,
@@ -84,45 +73,11 @@ function render(o: TaskOutput): Record<string, unknown> {
   };
 }
 
-export function taskService({
-  router,
-  store,
-  maxTasksPerBatch,
-  reliability,
-}: ServiceDeps): Record<string, Handler> {
-  /** With a client key the grid de-duplicates, so a send may be retried on another socket. */
-  async function send(ctx: RequestContext, cluster: string, sessionId: string, tasks: TaskInput[]) {
-    const submitKey = ctx.clientKey;
-    return router.call(
-      ctx,
-      cluster,
-      'sendTasks',
-      submitKey === undefined ? { sessionId, tasks } : { sessionId, tasks, submitKey },
-      undefined,
-      { retrySafe: submitKey !== undefined },
-    );
-  }
-
+export function taskOutputHandlers({ router, store, reliability }: OperationDeps): {
+  fetchTaskOutput: Handler<FetchTaskOutputArgs, FetchReply>;
+  acknowledgeTaskOutput: Handler<AcknowledgeTaskOutputArgs, Record<string, never>>;
+} {
   return {
-    async sendTaskInput(args: SendTaskInputArgs, ctx) {
-      const rec = await ownedSession(store, ctx, args.sessionId);
-      const reply = await send(ctx, rec.cluster, args.sessionId, [toTask(args.taskSubmissionAttributes)]);
-      return { taskId: reply.taskIds[0] };
-    },
-
-    async sendTaskInputBatch(args: SendTaskInputBatchArgs, ctx) {
-      const n = args.taskSubmissionAttributes.length;
-      if (n > maxTasksPerBatch) {
-        throw new GatewayError(
-          'SSP_INVALID_ARGUMENT',
-          `a batch may hold at most ${maxTasksPerBatch} tasks; this one has ${n}`,
-        );
-      }
-      const rec = await ownedSession(store, ctx, args.sessionId);
-      const reply = await send(ctx, rec.cluster, args.sessionId, args.taskSubmissionAttributes.map(toTask));
-      return { taskId: reply.taskIds };
-    },
-
     /**
      * Lapsed leases first, then the grid. A leased fetch stores what the grid handed out
      * before it acknowledges the grid's hold, so that a proxy dying at any point loses nothing:

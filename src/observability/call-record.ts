@@ -4,7 +4,7 @@
  * result; payloads, passwords and keys are never looked at.
  */
 import type { GatewayError } from '../errors/catalogue';
-import type { RequestContext } from '../pipeline/context';
+import type { CallContext } from '../pipeline/context';
 import type { AuditRecord } from './audit-log';
 
 /** Enough ids to trace a call without letting a 10,000-task batch bloat the trail. */
@@ -27,7 +27,7 @@ function taskIdsOf(result: Bag | undefined): string[] | undefined {
 }
 
 export function callRecord(
-  ctx: RequestContext,
+  ctx: CallContext,
   fault: GatewayError | null,
   bytesOut: number,
   now: number,

@@ -1,10 +1,10 @@
 /** Looks up a connection or session record and checks that the caller owns it. */
 import { GatewayError } from '../errors/catalogue';
-import type { RequestContext } from '../pipeline/context';
+import type { ResolvedCall } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
 
 /** An id made at one service version is used only there: its SLA and endpoint apply to it. */
-function checkVersion(ctx: RequestContext, kind: string, id: string, at: string | undefined): void {
+function checkVersion(ctx: ResolvedCall, kind: string, id: string, at: string | undefined): void {
   const here = ctx.policy?.version.version.uri;
   if (here !== undefined && at !== here) {
     throw new GatewayError(
@@ -16,26 +16,22 @@ function checkVersion(ctx: RequestContext, kind: string, id: string, at: string 
 
 export async function ownedConnection(
   store: StateStore,
-  ctx: RequestContext,
+  ctx: ResolvedCall,
   id: string,
 ): Promise<ConnectionRecord> {
   const rec = await store.getConnection(id);
   if (!rec) throw new GatewayError('SSP_UNKNOWN_CONNECTION', `connection ${id} is unknown or closed`);
-  if (rec.owner !== ctx.consumer!.id) {
+  if (rec.owner !== ctx.consumer.id) {
     throw new GatewayError('SSP_NOT_OWNER', `connection ${id} belongs to another consumer`);
   }
   checkVersion(ctx, 'connection', id, rec.serviceVersion);
   return rec;
 }
 
-export async function ownedSession(
-  store: StateStore,
-  ctx: RequestContext,
-  id: string,
-): Promise<SessionRecord> {
+export async function ownedSession(store: StateStore, ctx: ResolvedCall, id: string): Promise<SessionRecord> {
   const rec = await store.getSession(id);
   if (!rec) throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${id} is unknown or closed`);
-  if (rec.owner !== ctx.consumer!.id) {
+  if (rec.owner !== ctx.consumer.id) {
     throw new GatewayError('SSP_NOT_OWNER', `session ${id} belongs to another consumer`);
   }
   checkVersion(ctx, 'session', id, rec.serviceVersion);

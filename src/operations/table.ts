@@ -1,0 +1,95 @@
+/**
+ * The operation table: one row per WSDL operation, with its port type, its handler and the
+ * traits the pipeline's stages read (see pipeline/operation.ts for what each trait means).
+ * Adding an operation is one row here, a handler, and the WSDL/XSD; start-up refuses a WSDL
+ * operation without a row and a row without a WSDL operation.
+ */
+import { always, never, operation, whenKeyed, type OperationSpec } from '../pipeline/operation';
+import type { DecodedFields } from '../soap/schema';
+import { connectionHandlers } from './connection';
+import type { OperationDeps } from './deps';
+import type { FetchTaskOutputArgs } from './messages';
+import { sessionHandlers } from './session';
+import { taskInputHandlers } from './task-input';
+import { taskOutputHandlers } from './task-output';
+
+export type OperationTable = Record<string, OperationSpec<DecodedFields, unknown>>;
+
+export function operationTable(deps: OperationDeps): OperationTable {
+  const connection = connectionHandlers(deps);
+  const session = sessionHandlers(deps);
+  const input = taskInputHandlers(deps);
+  const output = taskOutputHandlers(deps);
+  return {
+    // Connection: a second connect would open a second grid connection, so a resend is refused.
+    connect: operation({
+      portType: 'ConnectionPortType',
+      handler: connection.connect,
+      traits: { remembered: true, rerunOnResend: never },
+    }),
+    closeConnection: operation({
+      portType: 'ConnectionPortType',
+      handler: connection.closeConnection,
+      traits: { remembered: true, rerunOnResend: whenKeyed, releases: true },
+    }),
+
+    // Session
+    createSession: operation({
+      portType: 'SessionPortType',
+      handler: session.createSession,
+      traits: { remembered: true, rerunOnResend: never },
+    }),
+    openSession: operation({
+      portType: 'SessionPortType',
+      handler: session.openSession,
+      traits: { remembered: true, rerunOnResend: never },
+    }),
+    closeSession: operation({
+      portType: 'SessionPortType',
+      handler: session.closeSession,
+      traits: { remembered: true, rerunOnResend: whenKeyed, releases: true },
+    }),
+    getSessionStatus: operation({
+      portType: 'SessionPortType',
+      handler: session.getSessionStatus,
+      traits: { remembered: false, rerunOnResend: always },
+    }),
+
+    // TaskInput: the grid de-duplicates a keyed send (submit_key), so a keyed resend may run again.
+    sendTaskInput: operation({
+      portType: 'TaskInputPortType',
+      handler: input.sendTaskInput,
+      traits: {
+        remembered: true,
+        rerunOnResend: whenKeyed,
+        taskInputs: (a) => [a.taskSubmissionAttributes.taskInput],
+      },
+    }),
+    sendTaskInputBatch: operation({
+      portType: 'TaskInputPortType',
+      handler: input.sendTaskInputBatch,
+      traits: {
+        remembered: true,
+        rerunOnResend: whenKeyed,
+        taskInputs: (a) => a.taskSubmissionAttributes.map((t) => t.taskInput),
+      },
+    }),
+
+    // TaskOutput: a leased fetch with a key answers its repeat from the lease; any other fetch
+    // would take more outputs, so only that one may be resent.
+    fetchTaskOutput: operation({
+      portType: 'TaskOutputPortType',
+      handler: output.fetchTaskOutput,
+      traits: {
+        remembered: false,
+        rerunOnResend: (a: FetchTaskOutputArgs, keyed) => keyed && a.leaseMillis !== undefined,
+        taskOutputs: (r) => r.taskOutput,
+      },
+    }),
+    acknowledgeTaskOutput: operation({
+      portType: 'TaskOutputPortType',
+      handler: output.acknowledgeTaskOutput,
+      traits: { remembered: false, rerunOnResend: always },
+    }),
+  };
+}

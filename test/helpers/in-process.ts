@@ -1,0 +1,200 @@
+/**
+ * The in-process test layer: the whole pipeline built from its dependencies, with the memory
+ * store and the real reference grid started in this process (real TCP on loopback, its echo
+ * service in worker processes), and requests fed to the pipeline without a listener. No
+ * Debian peer is needed, so `npm test` runs these in seconds.
+ */
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { GridRouter } from '../../src/backend/grid-router';
+import { parseGridConfig, type GridConfigInput } from '../../src/grid/config';
+import { startGrid, type Grid } from '../../src/grid/server';
+import type { AuditLog } from '../../src/observability/audit-log';
+import { ProxyMetrics } from '../../src/observability/metrics';
+import { operationTable } from '../../src/operations/table';
+import { ROOT } from '../../src/paths';
+import { buildPhases, type PipelineDeps } from '../../src/pipeline/build';
+import { newCall, type CallContext } from '../../src/pipeline/context';
+import { bindOperations, type BoundOperation } from '../../src/pipeline/operation';
+import { createPipeline, type Answer, type Phases, type Pipeline } from '../../src/pipeline/phases';
+import type { PolicyManager } from '../../src/policy/policy-manager';
+import type { WssVerifier } from '../../src/security/verifier';
+import { envelope as plainEnvelope, type EnvelopeWriter } from '../../src/soap/envelope';
+import { defaultWsdlPath, loadContract, type Contract } from '../../src/soap/wsdl';
+import { MemoryStore } from '../../src/store/memory-store';
+import type { StateStore } from '../../src/store/store';
+import { envelope11, op, pick } from './soap-http';
+
+export { envelope11, op, pick };
+
+let contract: Contract | null = null;
+/** The WSDL contract, loaded once per test process. */
+export function testContract(): Contract {
+  contract ??= loadContract(defaultWsdlPath(ROOT));
+  return contract;
+}
+
+export interface FakeRequestOptions {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** The TLS peer certificate's SHA-256 fingerprint, for an mTLS socket. */
+  tlsPeerFingerprint256?: string;
+}
+
+/**
+ * An IncomingMessage as the pipeline reads it: a readable body, method, url, lowercase headers
+ * and a socket with an address (TLS when a peer fingerprint is given).
+ */
+export function fakeRequest(o: FakeRequestOptions = {}): IncomingMessage {
+  const body = o.body === undefined ? [] : [Buffer.from(o.body)];
+  const req = Readable.from(body);
+  const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8' };
+  for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = v;
+  const socket = o.tlsPeerFingerprint256
+    ? {
+        remoteAddress: '127.0.0.1',
+        destroyed: false,
+        encrypted: true,
+        getPeerCertificate: () => ({ fingerprint256: o.tlsPeerFingerprint256 }),
+      }
+    : { remoteAddress: '127.0.0.1', destroyed: false };
+  Object.assign(req, { method: o.method ?? 'POST', url: o.path ?? '/soap', headers, socket, complete: true });
+  return req as unknown as IncomingMessage;
+}
+
+let counter = 0;
+/** A fresh call context for a fake request, as the listener makes it. */
+export function fakeCall(o: FakeRequestOptions = {}): CallContext {
+  const req = fakeRequest(o);
+  return newCall(req, o.path ?? '/soap', `test-${++counter}`);
+}
+
+export interface CallResult {
+  answer: Answer;
+  ctx: CallContext;
+  /** The catalogue code of the fault, or undefined for a success. */
+  code: string | undefined;
+  /** Text of the first element with this local name in the answer. */
+  pick(local: string): string | undefined;
+}
+
+/** Runs one request through a pipeline and its completion phase, as the listener would. */
+export async function runRequest(pipeline: Pipeline, o: FakeRequestOptions): Promise<CallResult> {
+  const ctx = fakeCall(o);
+  const answer = await pipeline.handle(ctx);
+  pipeline.complete(ctx, answer);
+  return { answer, ctx, code: answer.fault?.code, pick: (l) => pick(answer.body, l) };
+}
+
+export function startTestGrid(overrides: GridConfigInput = {}): Promise<Grid> {
+  return startGrid(
+    parseGridConfig({
+      host: '127.0.0.1',
+      port: 0,
+      applications: [{ name: 'echo', service: 'echo', workers: 1 }],
+      ...overrides,
+    }),
+  );
+}
+
+export interface HarnessOptions {
+  verifier?: WssVerifier;
+  policies?: PolicyManager;
+  write?: EnvelopeWriter;
+  audit?: AuditLog;
+  store?: StateStore;
+  maxTasksPerBatch?: number;
+  /** Changes the declared phases before the pipeline is made (for example to add a probe hook). */
+  phases?: (p: Phases) => Phases;
+}
+
+export interface Harness {
+  grid: Grid;
+  router: GridRouter;
+  store: StateStore;
+  metrics: ProxyMetrics;
+  operations: Map<string, BoundOperation>;
+  deps: PipelineDeps;
+  pipeline: Pipeline;
+  /** Posts a SOAP 1.1 envelope around `bodyXml` to the endpoint. */
+  post(bodyXml: string, o?: Omit<FakeRequestOptions, 'body'>): Promise<CallResult>;
+  /** connect + createSession on the echo application; returns both ids. */
+  openSession(): Promise<{ connectionId: string; sessionId: string }>;
+  close(): Promise<void>;
+}
+
+/** Builds the whole pipeline around an in-process grid; call close() in after(). */
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const grid = await startTestGrid();
+  const router = new GridRouter(
+    [
+      {
+        name: 'default',
+        urls: ['grid-a'],
+        addresses: [`${grid.address.host}:${grid.address.port}`],
+        sharedSecret: '',
+        poolSize: 1,
+        connectTimeoutMs: 2000,
+        requestTimeoutMs: 5000,
+      },
+    ],
+    'default',
+  );
+  const store = opts.store ?? new MemoryStore();
+  const metrics = new ProxyMetrics(() => router.status());
+  const reliability = { clientKeyTtlMs: 60_000, maxLeaseMs: 60_000, gridHoldMs: 5_000 };
+  const operations = bindOperations(
+    testContract().operations,
+    operationTable({ router, store, maxTasksPerBatch: opts.maxTasksPerBatch ?? 1000, reliability }),
+  );
+  const write = opts.write ?? plainEnvelope;
+  const deps: PipelineDeps = {
+    endpointPath: '/soap',
+    maxBodyBytes: 1024 * 1024,
+    xmlLimits: { maxDepth: 64, maxAttributes: 64, maxNameLength: 256, maxElements: 200_000, maxHeaders: 32 },
+    verifier: opts.verifier ?? null,
+    identity: { consumers: [], requireMappedConsumer: false },
+    policies: opts.policies ?? null,
+    operations,
+    store,
+    clientKeyTtlMs: reliability.clientKeyTtlMs,
+    metrics,
+    write,
+    audit: opts.audit ?? null,
+  };
+  const phases = buildPhases(deps);
+  const pipeline = createPipeline(opts.phases ? opts.phases(phases) : phases, write);
+  const post = (bodyXml: string, o: Omit<FakeRequestOptions, 'body'> = {}): Promise<CallResult> =>
+    runRequest(pipeline, { ...o, body: envelope11(bodyXml) });
+  return {
+    grid,
+    router,
+    store,
+    metrics,
+    operations,
+    deps,
+    pipeline,
+    post,
+    async openSession() {
+      const c = await post(
+        op(
+          'connect',
+          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+        ),
+      );
+      const connectionId = c.pick('connectionId');
+      if (!connectionId) throw new Error(`connect failed: ${c.answer.body}`);
+      const s = await post(op('createSession', `<sym:connectionId>${connectionId}</sym:connectionId>`));
+      const sessionId = s.pick('sessionId');
+      if (!sessionId) throw new Error(`createSession failed: ${s.answer.body}`);
+      return { connectionId, sessionId };
+    },
+    async close() {
+      router.close();
+      await store.close();
+      await grid.close();
+    },
+  };
+}
