@@ -88,7 +88,7 @@ export function bindOperations(
   const bound = new Map<string, BoundOperation>();
   const names = new Set<string>();
   for (const [qname, info] of wsdl) {
-    const spec = table[info.name];
+    const spec = Object.hasOwn(table, info.name) ? table[info.name] : undefined;
     if (!spec) throw new Error(`the WSDL operation ${info.name} has no entry in the operation table`);
     if (spec.portType !== info.portType) {
       throw new Error(

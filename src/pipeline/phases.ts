@@ -173,7 +173,7 @@ export function createPipeline(phases: Phases, write: EnvelopeWriter = envelope)
     complete(ctx, answer) {
       // Deferred work first and in reverse, like a stack of finally blocks. A failure here must
       // not try to answer the client twice: it is logged.
-      const jobs = [...ctx.deferred.reverse(), ...phases.completion.map((h) => () => h(ctx, answer))];
+      const jobs = [...ctx.deferred.slice().reverse(), ...phases.completion.map((h) => () => h(ctx, answer))];
       for (const job of jobs) {
         try {
           job();

@@ -45,9 +45,10 @@ export function createSoapServer(
       // A keep-alive connection would otherwise bring the next call to a proxy that is leaving.
       if (gate.draining) res.setHeader('connection', 'close');
     }
-    const q = req.url!.indexOf('?');
-    const path = q < 0 ? req.url! : req.url!.slice(0, q);
-    const query = q < 0 ? '' : req.url!.slice(q + 1);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
     // Every POST is a SOAP call: the pipeline decides whether its path serves one (and answers
     // a SOAP fault if not). Other methods are document requests or mistakes.
     if (req.method !== 'POST') {

@@ -37,7 +37,7 @@ export function route(operations: ReadonlyMap<string, BoundOperation>): Hook<Aut
     }
     ctx.operation = op;
     const args = op.request.decode(el);
-    // Every request element of the contract is a complex type; the WSDL loader checks it.
+    // Every request element of the contract is a complex type, so this holds for a sound contract.
     if (!isDecodedFields(args))
       throw new GatewayError('SSP_INTERNAL', `${op.name} decoded to a simple value`);
     ctx.args = args;

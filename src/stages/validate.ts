@@ -29,8 +29,8 @@ export function validateInputs(metrics: ProxyMetrics): PolicyHook {
     const inputsOf = ctx.operation.traits.taskInputs;
     if (!v || !v.requestSchemas.length || !inputsOf) return;
     const tasks = inputsOf(ctx.args);
-    for (let i = 0; i < tasks.length; i++) {
-      const problem = firstProblem(v.requestSchemas, tasks[i]!);
+    for (const [i, task] of tasks.entries()) {
+      const problem = firstProblem(v.requestSchemas, task);
       if (problem) {
         metrics.validations.inc({ direction: 'input', result: 'invalid' });
         throw new GatewayError(

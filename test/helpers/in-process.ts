@@ -7,8 +7,9 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { GridRouter } from '../../src/backend/grid-router';
-import { parseGridConfig, type GridConfigInput } from '../../src/grid/config';
-import { startGrid, type Grid } from '../../src/grid/server';
+import type { GridConfigInput } from '../../src/grid/config';
+import type { Grid } from '../../src/grid/server';
+import { startTestGrid as startGridOnLoopback } from '../grid/helpers';
 import type { AuditLog } from '../../src/observability/audit-log';
 import { ProxyMetrics } from '../../src/observability/metrics';
 import { operationTable } from '../../src/operations/table';
@@ -88,15 +89,9 @@ export async function runRequest(pipeline: Pipeline, o: FakeRequestOptions): Pro
   return { answer, ctx, code: answer.fault?.code, pick: (l) => pick(answer.body, l) };
 }
 
+/** The reference grid in this process, with one echo worker (enough for these tests, quick to start). */
 export function startTestGrid(overrides: GridConfigInput = {}): Promise<Grid> {
-  return startGrid(
-    parseGridConfig({
-      host: '127.0.0.1',
-      port: 0,
-      applications: [{ name: 'echo', service: 'echo', workers: 1 }],
-      ...overrides,
-    }),
-  );
+  return startGridOnLoopback({ applications: [{ name: 'echo', service: 'echo', workers: 1 }], ...overrides });
 }
 
 export interface HarnessOptions {
