@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DEFAULT_XML_LIMITS, parseXml, type XmlElement, type XmlNode } from './xml';
+import { DEFAULT_XML_LIMITS, parseXml, parseXmlBytes, type XmlElement, type XmlNode } from './xml';
 import { XmlRejected } from './xml-scanner';
 import { saxesParse } from '../../test/helpers/saxes-oracle';
 
@@ -205,5 +205,103 @@ describe('soap/xml-scanner: the fast strict parser agrees with saxes', () => {
     }
     expect(disagreements.slice(0, 5)).to.deep.equal([]);
     expect(accepted).to.be.greaterThan(100);
+  });
+});
+
+describe('soap/xml: request bytes must be well-formed UTF-8, as libxml2 requires', () => {
+  type Lib = typeof import('libxml2-wasm', { with: { 'resolution-mode': 'import' } });
+  let lib: Lib;
+  before(async () => {
+    lib = await import('libxml2-wasm');
+  });
+
+  /** libxml2's verdict on the same bytes, with no recovery and no network. */
+  function libxml2Accepts(bytes: Buffer): boolean {
+    try {
+      lib.XmlDocument.fromBuffer(bytes, { option: lib.ParseOption.XML_PARSE_NONET }).dispose();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  function oursAccepts(bytes: Buffer): boolean {
+    try {
+      parseXmlBytes(bytes, WIDE);
+      return true;
+    } catch (e) {
+      if (e instanceof XmlRejected) return false;
+      throw e;
+    }
+  }
+
+  const doc = (inner: number[]): Buffer =>
+    Buffer.concat([Buffer.from('<a><b>'), Buffer.from(inner), Buffer.from('</b></a>')]);
+  // [name, bytes, we accept, libxml2 accepts]: we never accept what libxml2 refuses, and refuse
+  // the two cases where libxml2 would decode another encoding than UTF-8.
+  const CASES: [string, Buffer, boolean, boolean?][] = [
+    ['plain ASCII', doc([0x41]), true],
+    [
+      'two-, three- and four-byte sequences',
+      doc([0xc3, 0xa9, 0xe6, 0xbc, 0xa2, 0xf0, 0x9f, 0x98, 0x80]),
+      true,
+    ],
+    ['a UTF-8 byte order mark', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), doc([0x41])]), true],
+    [
+      'a UTF-8 BOM before a UTF-8 declaration',
+      Buffer.from('\uFEFF<?xml version="1.0" encoding="UTF-8"?><a/>'),
+      true,
+    ],
+    ['a lone continuation byte', doc([0x80]), false],
+    ['a Latin-1 byte', doc([0x63, 0x61, 0x66, 0xe9]), false],
+    [
+      'the bytes a firewall test sends: FF FE C3 28 A0 A1 F0 28 8C BC',
+      doc([0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]),
+      false,
+    ],
+    ['a truncated three-byte sequence', doc([0xe6, 0xbc]), false],
+    ['an overlong "/" (C0 AF)', doc([0xc0, 0xaf]), false],
+    ['an overlong three-byte NUL (E0 80 80)', doc([0xe0, 0x80, 0x80]), false],
+    ['a UTF-8 encoded surrogate (ED A0 80)', doc([0xed, 0xa0, 0x80]), false],
+    ['a code point above U+10FFFF (F4 90 80 80)', doc([0xf4, 0x90, 0x80, 0x80]), false],
+    ['an invalid lead byte (F8)', doc([0xf8, 0x88, 0x80, 0x80, 0x80]), false],
+    [
+      'a UTF-8 BOM contradicting a declared UTF-16',
+      Buffer.from('\uFEFF<?xml version="1.0" encoding="UTF-16"?><a/>'),
+      false,
+      true, // libxml2 lets the BOM win over the declaration
+    ],
+    [
+      'a declared ISO-8859-1 encoding',
+      Buffer.from('<?xml version="1.0" encoding="ISO-8859-1"?><a>caf\u00e9</a>', 'latin1'),
+      false,
+      true, // libxml2 decodes Latin-1; we take UTF-8 only
+    ],
+  ];
+
+  for (const [name, bytes, accepted, libxml2 = accepted] of CASES) {
+    it(`${accepted ? 'accepts' : 'refuses'} ${name} (libxml2 ${libxml2 ? 'accepts' : 'refuses'})`, () => {
+      expect(oursAccepts(bytes), 'ours').to.equal(accepted);
+      expect(libxml2Accepts(bytes), 'libxml2').to.equal(libxml2);
+    });
+  }
+
+  // libxml2 reads UTF-16 by its byte order mark; a SOAP proxy behind an inspecting firewall takes
+  // one encoding only, so both UTF-16 byte orders are refused with a message saying what to send.
+  for (const [order, bom] of [
+    ['little-endian', [0xff, 0xfe]],
+    ['big-endian', [0xfe, 0xff]],
+  ] as const) {
+    it(`refuses a ${order} UTF-16 body, saying to send UTF-8`, () => {
+      const text = '<a>x</a>';
+      const body = Buffer.from(text, 'utf16le');
+      if (order === 'big-endian') body.swap16();
+      const bytes = Buffer.concat([Buffer.from(bom), body]);
+      expect(() => parseXmlBytes(bytes)).to.throw(XmlRejected, /UTF-16.*send UTF-8/);
+    });
+  }
+
+  it('names the offset of the first bad byte', () => {
+    expect(() => parseXmlBytes(doc([0x41, 0x42, 0xc0, 0xaf]))).to.throw(XmlRejected, /at byte 8\b/);
   });
 });

@@ -9,11 +9,64 @@ import { DEFAULT_XML_LIMITS, type XmlElement, type XmlLimits } from './xml-tree'
 
 export type { XmlAttr, XmlElement, XmlLimits, XmlNode } from './xml-tree';
 export { DEFAULT_XML_LIMITS } from './xml-tree';
-export { XmlRejected } from './xml-scanner';
+import { XmlRejected } from './xml-scanner';
+export { XmlRejected };
 
 export interface ParseOptions {
   /** Trusted local files (our own WSDL and XSDs) may carry comments. */
   allowComments?: boolean;
+}
+
+// Fatal: XML 1.0 makes malformed encoding a fatal error, and a firewall in front of us must never
+// see other characters than we do (Buffer#toString would quietly substitute U+FFFD). The BOM is
+// kept in the text; the scanner skips it.
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Decodes a request body that must be UTF-8; anything else is refused as malformed. */
+export function decodeUtf8(bytes: Uint8Array): string {
+  if (
+    bytes.length >= 2 &&
+    ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
+  ) {
+    throw new XmlRejected(
+      'malformed',
+      'the body is UTF-16 (it starts with a UTF-16 byte order mark); send UTF-8',
+    );
+  }
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    throw new XmlRejected('malformed', `the body is not well-formed UTF-8 (at byte ${firstBadByte(bytes)})`);
+  }
+}
+
+/** Offset of the first byte that does not start or continue a well-formed UTF-8 sequence. */
+function firstBadByte(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    let n: number;
+    let min: number;
+    if (c < 0x80) ((n = 0), (min = 0));
+    else if (c >= 0xc2 && c <= 0xdf) ((n = 1), (min = 0x80));
+    else if (c >= 0xe0 && c <= 0xef) ((n = 2), (min = 0x800));
+    else if (c >= 0xf0 && c <= 0xf4) ((n = 3), (min = 0x10000));
+    else return i;
+    let cp = n === 0 ? c : c & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined || (d & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return i;
+}
+
+/** Parses request bytes: strict UTF-8, then the strict scanner. */
+export function parseXmlBytes(bytes: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement {
+  return parseXml(decodeUtf8(bytes), limits);
 }
 
 export function parseXml(

@@ -146,6 +146,30 @@ describe('stages/parse: refusals', () => {
     }
   });
 
+  it('refuses a body that is not well-formed UTF-8 with SSP_MALFORMED_XML, wherever the bad bytes are', async () => {
+    const good = env(
+      op('getSessionStatus', '<sym:sessionId>s-1</sym:sessionId>'),
+      '<x:Note xmlns:x="urn:n">HERE</x:Note>',
+    );
+    for (const bad of [
+      [0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1, 0xf0, 0x28, 0x8c, 0xbc],
+      [0xe9],
+      [0xc0, 0xbc],
+      [0xed, 0xa0, 0x80],
+    ]) {
+      const at = good.indexOf('HERE');
+      const bytes = Buffer.concat([
+        Buffer.from(good.slice(0, at)),
+        Buffer.from(bad),
+        Buffer.from(good.slice(at + 4)),
+      ]);
+      const ctx = received(bytes);
+      const err = await refusal(parse(LIMITS)(ctx));
+      expect(err.code, bad.join(' ')).to.equal('SSP_MALFORMED_XML');
+      expect(err.message).to.match(/not well-formed UTF-8 \(at byte \d+\)/);
+    }
+  });
+
   it('refuses DOCTYPE, processing instructions and comments with SSP_FORBIDDEN_XML', async () => {
     for (const xml of [
       '<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>',

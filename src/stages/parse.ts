@@ -3,7 +3,7 @@ import { GatewayError } from '../errors/catalogue';
 import type { ReceivedCall } from '../pipeline/context';
 import type { Hook } from '../pipeline/phases';
 import { readEnvelope } from '../soap/envelope';
-import { parseXml, XmlRejected, type XmlElement, type XmlLimits } from '../soap/xml';
+import { parseXmlBytes, XmlRejected, type XmlElement, type XmlLimits } from '../soap/xml';
 
 const REJECTION_CODE = {
   malformed: 'SSP_MALFORMED_XML',
@@ -27,7 +27,7 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Hook<Received
   return async (ctx) => {
     let root;
     try {
-      root = parseXml(ctx.raw.toString('utf8'), limits);
+      root = parseXmlBytes(ctx.raw, limits);
     } catch (e) {
       if (e instanceof XmlRejected) throw new GatewayError(REJECTION_CODE[e.kind], e.message);
       throw e;

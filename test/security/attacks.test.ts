@@ -515,6 +515,52 @@ function buildCases(): AttackCase[] {
     },
     {
       group: 'parser',
+      name: 'a signed request with an unsigned header holding bytes that are not UTF-8',
+      build: (k) => {
+        // The signature covers Body and Timestamp only, so the header is the firewall's problem
+        // and ours: a decoder that substitutes U+FFFD would read something the firewall did not.
+        const marker = 'NOT-UTF8-HERE';
+        const xml = signedTask(k, `${EVIL}-encoding`, 'client', {
+          headerXml: `<x:Note xmlns:x="urn:note">${marker}</x:Note>`,
+        });
+        const at = xml.indexOf(marker);
+        const bad = Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1, 0xf0, 0x28, 0x8c, 0xbc]);
+        return {
+          xml: Buffer.concat([
+            Buffer.from(xml.slice(0, at)),
+            bad,
+            Buffer.from(xml.slice(at + marker.length)),
+          ]),
+        };
+      },
+      fault: ['ProxyFault', 'SSP_MALFORMED_XML'],
+    },
+    {
+      group: 'parser',
+      name: 'an overlong UTF-8 "<" inside a task input',
+      build: (k) => {
+        const xml = signedTask(k, 'OVERLONG-HERE');
+        const at = xml.indexOf('OVERLONG-HERE');
+        return {
+          xml: Buffer.concat([
+            Buffer.from(xml.slice(0, at)),
+            Buffer.from([0xc0, 0xbc]),
+            Buffer.from(xml.slice(at + 'OVERLONG-HERE'.length)),
+          ]),
+        };
+      },
+      fault: ['ProxyFault', 'SSP_MALFORMED_XML'],
+    },
+    {
+      group: 'parser',
+      name: 'a UTF-16 body (with its byte order mark)',
+      build: (k) => ({
+        xml: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(signedTask(k, 'utf16'), 'utf16le')]),
+      }),
+      fault: ['ProxyFault', 'SSP_MALFORMED_XML'],
+    },
+    {
+      group: 'parser',
       name: 'garbage bytes',
       build: () => {
         const bytes = randomBytes(4096);
