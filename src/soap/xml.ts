@@ -45,13 +45,16 @@ function firstBadByte(b: Uint8Array): number {
   let i = 0;
   while (i < b.length) {
     const c = b[i]!;
-    let n: number;
-    let min: number;
-    if (c < 0x80) ((n = 0), (min = 0));
-    else if (c >= 0xc2 && c <= 0xdf) ((n = 1), (min = 0x80));
-    else if (c >= 0xe0 && c <= 0xef) ((n = 2), (min = 0x800));
-    else if (c >= 0xf0 && c <= 0xf4) ((n = 3), (min = 0x10000));
-    else return i;
+    // Continuation bytes after the lead byte, and the smallest code point that needs them.
+    const [n, min] =
+      c < 0x80
+        ? [0, 0]
+        : c >= 0xc2 && c <= 0xdf
+          ? [1, 0x80]
+          : c >= 0xe0 && c <= 0xef
+            ? [2, 0x800]
+            : [3, 0x10000];
+    if (c >= 0x80 && (c < 0xc2 || c > 0xf4)) return i;
     let cp = n === 0 ? c : c & (0x3f >> n);
     for (let k = 1; k <= n; k++) {
       const d = b[i + k];
