@@ -34,7 +34,9 @@ async function serve(argv: string[]): Promise<void> {
       security: {
         mode: 'wss',
         trust: { caFiles: [pki.files.ca], crlFiles: [pki.files.crl] },
-        responseSigning: { certFile: pki.files.proxySigningEc, keyFile: pki.files.proxySigningEcKey },
+        // RSA-SHA256: what the WSDL's Basic256Sha256 policy promises, so policy-enforcing clients
+        // (WSS4J/CXF, JAX-WS handlers) accept the responses. ECDSA is a configuration choice.
+        responseSigning: { certFile: pki.files.proxySigningRsa, keyFile: pki.files.proxySigningRsaKey },
       },
       grid: { embedded: true },
     };
@@ -57,7 +59,7 @@ async function serve(argv: string[]): Promise<void> {
       ? `  WS-Security: signed requests only; responses ${proxy.responseSigning ? `signed (${proxy.responseSigning})` : 'unsigned'}`
       : '',
     devCerts
-      ? `  try:    /usr/bin/python3 test/zeep/signed_flow.py --wsdl ${proxy.wsdlUrl} --client-cert ${rel(devCerts.client!)} --client-key ${rel(devCerts.clientKey!)} --proxy-cert ${rel(devCerts.proxySigningEc!)}`
+      ? `  try:    /usr/bin/python3 test/zeep/signed_flow.py --wsdl ${proxy.wsdlUrl} --client-cert ${rel(devCerts.client!)} --client-key ${rel(devCerts.clientKey!)} --proxy-cert ${rel(devCerts.proxySigningRsa!)}`
       : `  try:    /usr/bin/python3 -m zeep ${proxy.wsdlUrl}`,
   ]
     .filter(Boolean)

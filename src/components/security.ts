@@ -32,6 +32,12 @@ export async function loadSecurity(config: ProxyConfig, store: StateStore): Prom
           ttlSeconds: sec.timestamp.ttlSeconds,
         })
       : null;
+  if (signer?.algorithm === 'ecdsa-sha256') {
+    log.warn(
+      'responses are signed with ECDSA-SHA256; the WSDL policy (Basic256Sha256) promises RSA-SHA256, so policy-enforcing clients (WSS4J/CXF) must be configured for ECDSA',
+      { certFile: rs.certFile },
+    );
+  }
   const write: EnvelopeWriter = signer ? (v, body) => signer.envelope(v, body) : envelope;
   return { verifier, signer, write };
 }

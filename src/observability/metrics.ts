@@ -25,7 +25,8 @@ export class ProxyMetrics {
 
   constructor(gridStatus: () => { cluster: string; connected: number }[]) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'ssp_process_' });
+    // Standard names (process_*, nodejs_*), so the usual Node.js dashboards and alerts work as they are.
+    collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
       name: 'ssp_requests_total',
       help: 'SOAP calls by operation and outcome (ok or the fault code)',
