@@ -44,6 +44,13 @@ export const CATALOGUE = {
     transport: true,
     hint: 'split the work into smaller requests (for example smaller sendTaskInputBatch calls)',
   },
+  SSP_INCOMPLETE_REQUEST: {
+    status: 400,
+    side: 'Sender',
+    retryable: true,
+    transport: true,
+    hint: 'the connection closed before the whole request body arrived; send the request again',
+  },
   SSP_UNSUPPORTED_MEDIA_TYPE: {
     status: 415,
     side: 'Sender',

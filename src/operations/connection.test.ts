@@ -177,3 +177,26 @@ describe('operations/connection: connect and closeConnection through the pipelin
     expect(fresh.pick('connectionId')).not.to.equal(first.pick('connectionId'));
   });
 });
+
+describe('operations/connection: a close that did not reach the grid', () => {
+  it('keeps the connection recorded, so that a retry can still close it', async () => {
+    const h = await startHarness();
+    try {
+      const c = await h.post(
+        op(
+          'connect',
+          '<sym:applicationName>echo</sym:applicationName><sym:username>user-a</sym:username><sym:password>pw</sym:password>',
+        ),
+      );
+      const connectionId = c.pick('connectionId')!;
+      await h.grid.close();
+      const r = await h.post(op('closeConnection', `<sym:connectionId>${connectionId}</sym:connectionId>`));
+      expect(r.code).to.be.oneOf(['SSP_GRID_UNAVAILABLE', 'SSP_GRID_TIMEOUT']);
+      expect(r.answer.body).to.contain('<sym:retryable>true</sym:retryable>');
+      expect(await h.store.getConnection(connectionId)).to.not.equal(undefined);
+    } finally {
+      h.router.close();
+      await h.store.close();
+    }
+  });
+});

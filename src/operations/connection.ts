@@ -90,9 +90,15 @@ export function connectionHandlers({ router, store }: OperationDeps): {
       const rec = await ownedConnection(store, ctx, args.connectionId);
       try {
         await router.call(ctx, rec.cluster, 'closeConnection', { connectionId: args.connectionId });
-      } finally {
-        await store.deleteConnection(args.connectionId);
+      } catch (e) {
+        // The grid no longer knows it: forget it too. Any other failure (grid unreachable, timed
+        // out) keeps the record, so that the client's retry can still close it.
+        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION') {
+          await store.deleteConnection(args.connectionId);
+        }
+        throw e;
       }
+      await store.deleteConnection(args.connectionId);
       return {};
     },
   };

@@ -4,7 +4,7 @@ import type { ResolvedCall } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
 
 /** An id made at one service version is used only there: its SLA and endpoint apply to it. */
-function checkVersion(ctx: ResolvedCall, kind: string, id: string, at: string | undefined): void {
+export function checkVersion(ctx: ResolvedCall, kind: string, id: string, at: string | undefined): void {
   const here = ctx.policy?.version.version.uri;
   if (here !== undefined && at !== here) {
     throw new GatewayError(

@@ -1,5 +1,9 @@
 import { expect } from 'chai';
-import { op, startHarness, type CallResult, type Harness } from '../../test/helpers/in-process';
+import { fakeCall, op, startHarness, type CallResult, type Harness } from '../../test/helpers/in-process';
+import { CloseMode } from '../backend/protocol';
+import { GatewayError } from '../errors/catalogue';
+import type { ResolvedCall } from '../pipeline/context';
+import { MemoryStore } from '../store/memory-store';
 import { eventually } from '../../test/grid/helpers';
 import type { Phases } from '../pipeline/phases';
 
@@ -301,5 +305,59 @@ describe('operations/session: createSession, openSession, closeSession, getSessi
       const r = await ok('client-a', op('getSessionStatus', sid(sessionId)));
       expect(r.pick('state')).to.equal('Open');
     });
+  });
+});
+
+describe('operations/session: records follow the grid', () => {
+  class RecordingStore extends MemoryStore {
+    readonly dropped: string[] = [];
+    override async dropOutputs(sessionId: string): Promise<void> {
+      this.dropped.push(sessionId);
+      return super.dropOutputs(sessionId);
+    }
+  }
+  let h: Harness;
+  const store = new RecordingStore();
+  before(async () => {
+    h = await startHarness({ store });
+  });
+  after(() => h?.close());
+
+  it('closeSession of a session the grid has forgotten forgets its record and its leased outputs', async () => {
+    const { sessionId } = await h.openSession();
+    await h.router.call({ gridMs: 0 }, 'default', 'closeSession', { sessionId, mode: CloseMode.DESTROY });
+    const r = await h.post(op('closeSession', sid(sessionId)));
+    expect(r.code).to.equal('SSP_UNKNOWN_SESSION');
+    expect(await store.getSession(sessionId)).to.equal(undefined);
+    expect(store.dropped).to.include(sessionId);
+  });
+
+  it('openSession keeps a session at the service version it was created at', async () => {
+    await store.putConnection('conn-v2', {
+      cluster: 'default',
+      owner: 'client-a',
+      application: 'echo',
+      serviceVersion: '/v2',
+    });
+    await store.putSession('sess-v1', {
+      cluster: 'default',
+      owner: 'client-a',
+      connectionId: 'conn-v1',
+      serviceVersion: '/v1',
+    });
+    const openSession = [...h.operations.values()].find((o) => o.name === 'openSession')!;
+    // The handler reads the consumer, the service version of the call and its grid timing.
+    const ctx = Object.assign(fakeCall(), {
+      consumer: { id: 'client-a', via: 'certificate' as const },
+      policy: { version: { version: { uri: '/v2' } } },
+    }) as unknown as ResolvedCall;
+    let code: string | undefined;
+    try {
+      await openSession.handler({ connectionId: 'conn-v2', sessionId: 'sess-v1' }, ctx);
+    } catch (e) {
+      code = e instanceof GatewayError ? e.code : String(e);
+    }
+    expect(code).to.equal('SSP_WRONG_SERVICE_VERSION');
+    expect((await store.getSession('sess-v1'))?.serviceVersion).to.equal('/v1');
   });
 });

@@ -4,7 +4,7 @@ import { GatewayError } from '../errors/catalogue';
 import type { Handler } from '../pipeline/operation';
 import type { OperationDeps } from './deps';
 import type { CloseSessionArgs, CreateSessionArgs, OpenSessionArgs, SessionIdArgs } from './messages';
-import { ownedConnection, ownedSession } from './ownership';
+import { checkVersion, ownedConnection, ownedSession } from './ownership';
 import type { ResolvedCall } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord } from '../store/store';
 
@@ -46,6 +46,8 @@ export function sessionHandlers({ router, store }: OperationDeps): {
       if (prev && prev.owner !== ctx.consumer.id) {
         throw new GatewayError('SSP_NOT_OWNER', `session ${args.sessionId} belongs to another consumer`);
       }
+      // A session stays at the service version it was created at, whichever connection opens it.
+      if (prev) checkVersion(ctx, 'session', args.sessionId, prev.serviceVersion);
       if (prev && prev.cluster !== conn.cluster) {
         throw new GatewayError(
           'SSP_UNKNOWN_SESSION',
@@ -66,8 +68,11 @@ export function sessionHandlers({ router, store }: OperationDeps): {
       try {
         await router.call(ctx, rec.cluster, 'closeSession', { sessionId: args.sessionId, mode });
       } catch (e) {
-        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION')
+        if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION') {
+          // Gone on the grid (destroyed elsewhere, or expired while detached): so are its leases.
           await store.deleteSession(args.sessionId);
+          await store.dropOutputs(args.sessionId);
+        }
         throw e;
       }
       // A detached session keeps its record (and leased outputs) so that its owner can

@@ -143,7 +143,7 @@ describe('stages/receive: method, content type and bounded body', () => {
     expect((await refusal(hook(unparsable))).code).to.equal('SSP_BODY_TOO_LARGE');
   });
 
-  it('fails with the stream error (not a coded fault) when the request stream breaks', async () => {
+  it('refuses a body cut short by the client with the coded SSP_INCOMPLETE_REQUEST, not an internal failure', async () => {
     const stream = new Readable({ read() {} });
     const ctx = callOn(stream);
     stream.push('<Envelope');
@@ -156,7 +156,9 @@ describe('stages/receive: method, content type and bounded body', () => {
     } catch (e) {
       thrown = e;
     }
-    expect(thrown).to.equal(reset);
+    expect(thrown).to.be.instanceOf(GatewayError);
+    expect(thrown instanceof GatewayError && thrown.code).to.equal('SSP_INCOMPLETE_REQUEST');
+    expect(thrown instanceof GatewayError && thrown.cause).to.equal(reset);
     expect(ctx.raw).to.equal(undefined);
   });
 });

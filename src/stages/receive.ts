@@ -45,6 +45,17 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     };
     req.on('data', onData);
     req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.on('error', reject);
+    // A client that goes away mid-body is a coded refusal, not an internal failure.
+    req.on('error', (e) =>
+      reject(
+        new GatewayError(
+          'SSP_INCOMPLETE_REQUEST',
+          'the connection closed before the request body was complete',
+          {
+            cause: e,
+          },
+        ),
+      ),
+    );
   });
 }
