@@ -8,7 +8,7 @@ import { startGridRouter } from './components/grid';
 import { startAdminListener, startSoapListener } from './components/listeners';
 import { startPolicies } from './components/policy';
 import { Resources } from './components/resources';
-import { loadSecurity } from './components/security';
+import { loadSecurity, type CrlReload } from './components/security';
 import { openStore } from './components/store';
 import type { ProxyConfig } from './config';
 import { log } from './log';
@@ -36,6 +36,8 @@ export interface RunningProxy {
   shutdown(): Promise<void>;
   /** Reloads the SLA control file (SIGHUP); resolves with the outcome. */
   reloadPolicy(): Promise<ReloadOutcome> | null;
+  /** Reloads the CRLs (SIGHUP); null without WS-Security. */
+  reloadCrls(): Promise<CrlReload> | null;
   close(): Promise<void>;
 }
 
@@ -58,7 +60,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
   const audit = config.audit.enabled
     ? res.add('audit trail', await AuditLog.open(config.audit.file), (a) => a.close())
     : null;
-  const security = await loadSecurity(config, store);
+  const security = await loadSecurity(config, store, res);
   const operations = bindOperations(
     contract.operations,
     operationTable({
@@ -114,6 +116,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     responseSigning: security.signer?.algorithm ?? null,
     serviceVersions: () => policies?.current.uris ?? null,
     reloadPolicy: () => (policies ? policies.reload('signal') : null),
+    reloadCrls: () => (security.reloadCrls ? security.reloadCrls() : null),
     async shutdown() {
       const { server, gate } = soap;
       gate.draining = true;

@@ -76,9 +76,11 @@ async function serve(argv: string[]): Promise<void> {
       () => process.exit(1),
     );
   };
+  // SIGHUP reloads what can change without a restart: the SLA control file and the CRLs.
   process.on('SIGHUP', () => {
-    const r = proxy.reloadPolicy();
-    if (!r) log.warn('SIGHUP ignored: no SLA control file is configured');
+    const policy = proxy.reloadPolicy();
+    const crls = proxy.reloadCrls();
+    if (!policy && !crls) log.warn('SIGHUP ignored: no SLA control file and no WS-Security trust store');
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

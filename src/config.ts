@@ -58,6 +58,8 @@ const security = z
         intermediateFiles: z.array(z.string().min(1)).default([]),
         /** CRLs (PEM or DER); a certificate listed in one is refused. */
         crlFiles: z.array(z.string().min(1)).default([]),
+        /** Reload the CRLs when a file changes (SIGHUP reloads them too); a bad file keeps the old set. */
+        watchCrls: z.boolean().default(true),
         /** Signer certificates a client may reference by issuer/serial, SKI or thumbprint. */
         signerCertFiles: z.array(z.string().min(1)).default([]),
       })

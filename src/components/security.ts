@@ -6,22 +6,61 @@ import { TrustStore } from '../security/truststore';
 import { WssVerifier } from '../security/verifier';
 import { envelope, type EnvelopeWriter } from '../soap/envelope';
 import type { StateStore } from '../store/store';
+import { watchFiles } from '../file-watch';
+import type { Resources } from './resources';
 import { replayCache } from './store';
 
 export interface Security {
   verifier: WssVerifier | null;
+  /** Reads the CRL files again (SIGHUP, file change); null without WS-Security. */
+  reloadCrls: (() => Promise<CrlReload>) | null;
   signer: EnvelopeSigner | null;
   /** Writes every response and fault envelope; signs them when a signer is configured. */
   write: EnvelopeWriter;
 }
 
-export async function loadSecurity(config: ProxyConfig, store: StateStore): Promise<Security> {
+export type CrlReload = { ok: true; crls: number } | { ok: false; error: string };
+
+/** One reload at a time; a failure keeps the CRLs in effect and says which file is wrong. */
+function crlReloader(trust: TrustStore): () => Promise<CrlReload> {
+  let chain: Promise<CrlReload> = Promise.resolve({ ok: true, crls: 0 });
+  return () => {
+    chain = chain.then(async () => {
+      try {
+        const r = await trust.reloadCrls();
+        log.info('CRLs reloaded', { crls: r.crls });
+        return { ok: true, crls: r.crls };
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e);
+        log.error('CRL reload failed; the CRLs in effect stay', { error });
+        return { ok: false, error };
+      }
+    });
+    return chain;
+  };
+}
+
+export async function loadSecurity(
+  config: ProxyConfig,
+  store: StateStore,
+  res: Resources,
+): Promise<Security> {
   const sec = config.security;
   let verifier: WssVerifier | null = null;
+  let reloadCrls: Security['reloadCrls'] = null;
   if (sec.mode === 'wss') {
     const trust = await TrustStore.load(sec.trust, sec.algorithms);
     verifier = new WssVerifier(trust, { ...sec.timestamp, ...sec.algorithms }, replayCache(store, sec));
     log.info('WS-Security required', { trustAnchors: trust.anchorCount, crls: sec.trust.crlFiles.length });
+    const reload = crlReloader(trust);
+    reloadCrls = reload;
+    if (sec.trust.watchCrls && trust.crlPaths.length > 0) {
+      res.add(
+        'CRL watch',
+        watchFiles(trust.crlPaths, 'CRL files', () => void reload()),
+        (w) => w.close(),
+      );
+    }
   }
   const rs = sec.responseSigning;
   const signer =
@@ -39,5 +78,5 @@ export async function loadSecurity(config: ProxyConfig, store: StateStore): Prom
     );
   }
   const write: EnvelopeWriter = signer ? (v, body) => signer.envelope(v, body) : envelope;
-  return { verifier, signer, write };
+  return { verifier, reloadCrls, signer, write };
 }

@@ -4,8 +4,8 @@
  * requests in flight finish under the snapshot they started with; a file that fails to load
  * leaves the previous good policy in place and is reported on /readyz and in the metrics.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { watchFiles, type FileWatch } from '../file-watch';
 import { log } from '../log';
 import { ActivePolicy } from './active-policy';
 import { loadControlFile, type LoadOptions } from './control-file';
@@ -26,8 +26,7 @@ export interface PolicyEvents {
 export class PolicyManager {
   private active: ActivePolicy;
   private lastErrorText: string | null = null;
-  private watcher: FSWatcher | null = null;
-  private debounce: NodeJS.Timeout | null = null;
+  private watcher: FileWatch | null = null;
   /** Reloads run one at a time, in order. */
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -98,26 +97,13 @@ export class PolicyManager {
     return outcome;
   }
 
-  /**
-   * Watches the directory, not the file: editors and deploy tools replace a file by renaming
-   * a new one over it, which ends a watch on the old inode.
-   */
+  /** Reloads when the file changes (see watchFiles: replacing it by a rename counts). */
   watchFile(debounceMs = 150): void {
-    const name = basename(this.file);
-    this.watcher = watch(dirname(this.file), (_event, changed) => {
-      if (changed !== null && changed.toString() !== name) return;
-      if (this.debounce) clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => {
-        this.debounce = null;
-        void this.reload('file');
-      }, debounceMs);
-    });
-    this.watcher.on('error', (e) => log.warn('cannot watch the SLA control file', { error: e.message }));
+    this.watcher = watchFiles([this.file], 'SLA control file', () => void this.reload('file'), debounceMs);
   }
 
   async close(): Promise<void> {
     this.watcher?.close();
-    if (this.debounce) clearTimeout(this.debounce);
     await this.chain;
   }
 }

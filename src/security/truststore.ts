@@ -65,8 +65,9 @@ function untrusted(message: string): GatewayError {
 export class TrustStore {
   private readonly anchors = new Map<string, X509Certificate>();
   private readonly issuers: X509Certificate[] = [];
-  /** Verified CRLs by the fingerprint of the CA that signed them. */
-  private readonly crls = new Map<string, px509.X509Crl>();
+  /** Verified CRLs by the fingerprint of the CA that signed them; replaced whole on reload. */
+  private crls = new Map<string, px509.X509Crl>();
+  private crlFiles: string[] = [];
   private readonly byIssuerSerial = new Map<string, X509Certificate>();
   private readonly bySki = new Map<string, X509Certificate>();
   private readonly byThumbprint = new Map<string, X509Certificate>();
@@ -83,7 +84,8 @@ export class TrustStore {
       }
     }
     for (const f of cfg.intermediateFiles) ts.issuers.push(...readCertificates(f));
-    for (const f of cfg.crlFiles) await ts.addCrl(f);
+    ts.crls = await ts.readCrls(cfg.crlFiles);
+    ts.crlFiles = [...cfg.crlFiles];
     for (const f of cfg.signerCertFiles) for (const c of readCertificates(f)) ts.addSignerCert(c);
     return ts;
   }
@@ -92,16 +94,48 @@ export class TrustStore {
     return this.anchors.size;
   }
 
-  private async addCrl(file: string): Promise<void> {
-    const crl = new px509.X509Crl(readFileSync(file));
+  /** Reads and verifies every CRL file; throws naming the first one that cannot be used. */
+  private async readCrls(files: readonly string[]): Promise<Map<string, px509.X509Crl>> {
+    const out = new Map<string, px509.X509Crl>();
+    for (const file of files) {
+      let crl: px509.X509Crl;
+      try {
+        crl = new px509.X509Crl(readFileSync(file));
+      } catch (e) {
+        throw new Error(`CRL ${file} cannot be read: ${e instanceof Error ? e.message : String(e)}`, {
+          cause: e,
+        });
+      }
+      const signer = await this.crlSigner(crl);
+      if (!signer) throw new Error(`CRL ${file} is not signed by any configured CA (issuer ${crl.issuer})`);
+      out.set(signer.fingerprint256, crl);
+    }
+    return out;
+  }
+
+  private async crlSigner(crl: px509.X509Crl): Promise<X509Certificate | undefined> {
     for (const ca of this.issuers) {
       if (dnKey(rfc4514FromNode(ca.subject)) !== dnKey(crl.issuer)) continue;
-      if (await crl.verify({ publicKey: new px509.X509Certificate(ca.raw) })) {
-        this.crls.set(ca.fingerprint256, crl);
-        return;
-      }
+      if (await crl.verify({ publicKey: new px509.X509Certificate(ca.raw) })) return ca;
     }
-    throw new Error(`CRL ${file} is not signed by any configured CA (issuer ${crl.issuer})`);
+    return undefined;
+  }
+
+  /**
+   * Reads the CRL files again. All of them must read and verify, or nothing changes and the
+   * error says which file is wrong: a half-written or forged CRL must not drop revocations.
+   * Certificates are judged again against the new set (cached verdicts are forgotten).
+   */
+  async reloadCrls(): Promise<{ crls: number }> {
+    const next = await this.readCrls(this.crlFiles);
+    this.crls = next;
+    this.verdicts.clear();
+    return { crls: next.size };
+  }
+
+  /** The CRL files in effect, for watching. */
+  get crlPaths(): readonly string[] {
+    return this.crlFiles;
   }
 
   private addSignerCert(c: X509Certificate): void {
