@@ -49,6 +49,8 @@ export interface CertPair extends CertAndKey {
 /** The extension set that decides what a certificate is for. */
 export interface CertProfile {
   ca?: boolean;
+  /** For a CA: how many intermediate CAs may follow it (basicConstraints pathLenConstraint). */
+  pathLen?: number;
   keyUsage: KeyUsage[];
   extKeyUsage?: ExtKeyUsage[];
   san?: { dns?: string[]; ip?: string[] };
@@ -171,7 +173,12 @@ async function keyIdentifierHex(cert: x509.X509Certificate): Promise<string> {
 
 function forgeExtensions(spec: CertProfile): object[] {
   const exts: object[] = [
-    { name: 'basicConstraints', critical: true, cA: spec.ca === true },
+    {
+      name: 'basicConstraints',
+      critical: true,
+      cA: spec.ca === true,
+      ...(spec.pathLen !== undefined ? { pathLenConstraint: spec.pathLen } : {}),
+    },
     { name: 'keyUsage', critical: true, ...Object.fromEntries(spec.keyUsage.map((u) => [u, true])) },
   ];
   if (spec.extKeyUsage?.length) {
@@ -257,7 +264,7 @@ async function issueWithPeculiar(t: Issuance): Promise<string> {
   const issuerCert = issuer ? new x509.X509Certificate(issuer.certPem) : undefined;
   const signer = await webcryptoSigner(issuer ? issuer.keyPem : keyPem);
   const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(spec.ca === true, undefined, true),
+    new x509.BasicConstraintsExtension(spec.ca === true, spec.pathLen, true),
     new x509.KeyUsagesExtension(
       spec.keyUsage.reduce((flags, u) => flags | PECULIAR_KEY_USAGE[u], 0),
       true,

@@ -58,6 +58,9 @@ function dateOf(s: string): number {
   return new Date(s).getTime();
 }
 
+const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const EKU_ANY = '2.5.29.37.0';
+
 function untrusted(message: string): GatewayError {
   return new GatewayError('SSP_WSS_UNTRUSTED', message);
 }
@@ -208,6 +211,13 @@ export class TrustStore {
     ) {
       throw untrusted(`the key usage of ${subject} does not allow digital signatures`);
     }
+    // RFC 5280 4.2.1.12: when the extension is present, the certificate is for those purposes only.
+    const eku = leafExt.getExtension(px509.ExtendedKeyUsageExtension);
+    if (eku && !eku.usages.some((u) => u === EKU_CLIENT_AUTH || u === EKU_ANY)) {
+      throw untrusted(
+        `the extended key usage of ${subject} does not allow client authentication (clientAuth)`,
+      );
+    }
 
     let notBefore = dateOf(leaf.validFrom);
     let notAfter = dateOf(leaf.validTo);
@@ -225,9 +235,17 @@ export class TrustStore {
       }
       const issuerName = rfc4514FromNode(issuer.subject);
       if (!issuer.ca) throw untrusted(`${issuerName} issued ${subject} but is not a CA`);
-      const issuerKu = new px509.X509Certificate(issuer.raw).getExtension(px509.KeyUsagesExtension);
+      const issuerExt = new px509.X509Certificate(issuer.raw);
+      const issuerKu = issuerExt.getExtension(px509.KeyUsagesExtension);
       if (issuerKu && !(issuerKu.usages & px509.KeyUsageFlags.keyCertSign)) {
         throw untrusted(`${issuerName} may not sign certificates (key usage)`);
+      }
+      // depth counts the CA certificates between this issuer and the leaf.
+      const pathLen = issuerExt.getExtension(px509.BasicConstraintsExtension)?.pathLength;
+      if (pathLen !== undefined && depth > pathLen) {
+        throw untrusted(
+          `${issuerName} allows ${pathLen} intermediate CA(s) below it; the chain of ${subject} has ${depth}`,
+        );
       }
       const crl = this.crls.get(issuer.fingerprint256);
       if (crl && crl.findRevoked(curExt)) {
@@ -236,7 +254,7 @@ export class TrustStore {
       notBefore = Math.max(notBefore, dateOf(issuer.validFrom));
       notAfter = Math.min(notAfter, dateOf(issuer.validTo));
       cur = issuer;
-      curExt = new px509.X509Certificate(issuer.raw);
+      curExt = issuerExt;
     }
     return {
       cert: leaf,
