@@ -18,6 +18,7 @@ import {
   PROTOCOL_VERSION,
   REPLY_FIELD,
   type ClientFrame,
+  type GridFeature,
   type GridFrame,
   type Operation,
   type ReplyBodies,
@@ -79,6 +80,8 @@ interface Queued extends Pending {
 class GridConnection extends EventEmitter {
   ready = false;
   maxInFlight = 1024;
+  /** What the grid announced in its ServerHello (empty for a grid that announces nothing). */
+  features: ReadonlySet<string> = new Set();
   private socket: net.Socket | null = null;
   private writer: BatchedWriter | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -140,6 +143,7 @@ class GridConnection extends EventEmitter {
         if (!handshaken) {
           if (frame.serverHello) {
             this.maxInFlight = frame.serverHello.maxInFlight || 1024;
+            this.features = new Set(frame.serverHello.features ?? []);
             const proof = createHmac('sha256', this.opts.sharedSecret)
               .update(Buffer.from(frame.serverHello.nonce))
               .update(this.opts.clientName, 'utf8')
@@ -300,6 +304,12 @@ export class GridClient extends EventEmitter {
     }
     this.sweeper = setInterval(() => this.sweep(), 200);
     this.sweeper.unref();
+  }
+
+  /** Whether every live socket's grid announced this feature (false with none live). */
+  supports(feature: GridFeature): boolean {
+    const live = this.conns.filter((c) => c.ready);
+    return live.length > 0 && live.every((c) => c.features.has(feature));
   }
 
   /** Number of sockets with a completed handshake. */

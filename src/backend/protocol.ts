@@ -92,9 +92,16 @@ export interface GridErrorBody {
 export interface RequestBodies {
   hello: { protocolVersion: number; clientName: string; proof: Uint8Array };
   ping: { seq: number };
-  connect: { applicationName: string; username: string; password: string; clusterUrl?: string };
+  /** requestKey makes the connect idempotent (docs/protocol.md 6.11). */
+  connect: {
+    applicationName: string;
+    username: string;
+    password: string;
+    clusterUrl?: string;
+    requestKey?: string;
+  };
   closeConnection: { connectionId: string };
-  createSession: { connectionId: string; attributes?: SessionAttributes };
+  createSession: { connectionId: string; attributes?: SessionAttributes; requestKey?: string };
   openSession: { connectionId: string; sessionId: string };
   closeSession: { sessionId: string; mode: CloseMode };
   sessionStatus: { sessionId: string };
@@ -144,7 +151,13 @@ export interface ServerHello {
   gridName: string;
   maxInFlight: number;
   maxFrameBytes: number;
+  /** What the grid honours beyond the base protocol (GRID_FEATURES for the reference grid). */
+  features?: string[];
 }
+
+/** Features a grid may announce in ServerHello. */
+export const GRID_FEATURES = ['submit-keys', 'request-keys', 'held-fetches'] as const;
+export type GridFeature = (typeof GRID_FEATURES)[number];
 
 /** A decoded ClientFrame: id plus exactly one body field. */
 export type ClientFrame = { id: number } & { [K in Operation]?: RequestBodies[K] };

@@ -15,6 +15,7 @@ import {
   type ClientFrame,
   type GridFrame,
   type RequestBodies,
+  GRID_FEATURES,
 } from '../backend/protocol';
 import type { GridConfig } from './config';
 import { GridError } from './errors';
@@ -35,6 +36,8 @@ export interface GridStats {
   tasksAccepted: number;
   /** sendTasks requests answered from a remembered submit key, queueing nothing. */
   duplicateSubmits: number;
+  /** connect and createSession answered from a remembered request key, opening nothing. */
+  duplicateRequests: number;
   /** Held outputs put back for another fetch: hold expired, or the fetching socket closed. */
   outputsRequeued: number;
   tasksCompleted: number;
@@ -175,6 +178,7 @@ class Peer {
           gridName: config.gridName,
           maxInFlight: config.maxInFlight,
           maxFrameBytes: config.maxFrameBytes,
+          features: [...GRID_FEATURES],
         },
       }),
     );
@@ -263,7 +267,10 @@ class Peer {
     switch (kind) {
       case 'connect': {
         const b = frame.connect!;
-        this.reply({ id, connect: { connectionId: m.connect(b.applicationName, b.username, b.password) } });
+        this.reply({
+          id,
+          connect: { connectionId: m.connect(b.applicationName, b.username, b.password, b.requestKey ?? '') },
+        });
         return;
       }
       case 'closeConnection':
@@ -272,7 +279,10 @@ class Peer {
         return;
       case 'createSession': {
         const b = frame.createSession!;
-        this.reply({ id, session: { sessionId: m.createSession(b.connectionId, b.attributes) } });
+        this.reply({
+          id,
+          session: { sessionId: m.createSession(b.connectionId, b.attributes, b.requestKey ?? '') },
+        });
         return;
       }
       case 'openSession': {

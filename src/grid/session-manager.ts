@@ -73,6 +73,8 @@ class Application {
 
 class Connection {
   readonly sessions = new Set<Session>();
+  /** createSession request keys → session ids, oldest first (bounded like submit keys). */
+  readonly sessionKeys = new Map<string, string>();
 
   constructor(
     readonly id: string,
@@ -94,6 +96,24 @@ export interface GridCounters {
   duplicateSubmits: number;
   /** Held outputs put back for another fetch (hold expired, or the fetching socket closed). */
   outputsRequeued: number;
+  /** connect and createSession answered from a remembered request key, opening nothing. */
+  duplicateRequests: number;
+}
+
+function checkKey(key: string): void {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_SUBMIT_KEY_BYTES) {
+    throw new GridError(
+      ErrorCode.INVALID_ARGUMENT,
+      `request key is ${bytes} bytes; at most ${MAX_SUBMIT_KEY_BYTES} are allowed`,
+    );
+  }
+}
+
+/** Remembers key → id, forgetting the oldest beyond the limit. */
+function remember(map: Map<string, string>, key: string, id: string, limit: number): void {
+  if (map.size >= limit) map.delete(map.keys().next().value!);
+  map.set(key, id);
 }
 
 /**
@@ -370,7 +390,14 @@ export class SessionManager {
   private readonly apps = new Map<string, Application>();
   private readonly connections = new Map<string, Connection>();
   private readonly sessions = new Map<string, Session>();
-  private readonly counters: GridCounters = { tasksAccepted: 0, duplicateSubmits: 0, outputsRequeued: 0 };
+  private readonly counters: GridCounters = {
+    tasksAccepted: 0,
+    duplicateSubmits: 0,
+    outputsRequeued: 0,
+    duplicateRequests: 0,
+  };
+  /** connect request keys (scoped by application and user) → connection ids. */
+  private readonly connectKeys = new Map<string, string>();
 
   constructor(
     private readonly config: GridConfig,
@@ -396,14 +423,23 @@ export class SessionManager {
     await Promise.all([...this.apps.values()].map((a) => a.scheduler.close()));
   }
 
-  connect(applicationName: string, username: string, password: string): string {
+  connect(applicationName: string, username: string, password: string, requestKey = ''): string {
     const app = this.apps.get(applicationName);
     if (!app) throw new GridError(ErrorCode.UNKNOWN_APPLICATION, `unknown application "${applicationName}"`);
     if (!app.authenticate(username, password)) {
       throw new GridError(ErrorCode.AUTHENTICATION_FAILED, 'user name or password refused');
     }
+    checkKey(requestKey);
+    // The key is scoped by application and user: another user's key can never name this connection.
+    const scoped = requestKey === '' ? '' : `${applicationName}\0${username}\0${requestKey}`;
+    const prior = scoped === '' ? undefined : this.connectKeys.get(scoped);
+    if (prior !== undefined && this.connections.has(prior)) {
+      this.counters.duplicateRequests++;
+      return prior;
+    }
     const conn = new Connection(newId(), app);
     this.connections.set(conn.id, conn);
+    if (scoped !== '') remember(this.connectKeys, scoped, conn.id, this.config.submitKeysPerSession);
     return conn.id;
   }
 
@@ -413,8 +449,18 @@ export class SessionManager {
     for (const s of conn.sessions) this.detach(s);
   }
 
-  createSession(connectionId: string, attributes: SessionAttributes | null | undefined): string {
+  createSession(
+    connectionId: string,
+    attributes: SessionAttributes | null | undefined,
+    requestKey = '',
+  ): string {
     const conn = this.connection(connectionId);
+    checkKey(requestKey);
+    const prior = requestKey === '' ? undefined : conn.sessionKeys.get(requestKey);
+    if (prior !== undefined && this.sessions.has(prior)) {
+      this.counters.duplicateRequests++;
+      return prior;
+    }
     const priority = attributes?.priority || DEFAULT_PRIORITY;
     if (!Number.isInteger(priority) || priority < 0 || priority > MAX_PRIORITY) {
       throw new GridError(
@@ -432,6 +478,8 @@ export class SessionManager {
     );
     this.sessions.set(session.id, session);
     this.attach(session, conn);
+    if (requestKey !== '')
+      remember(conn.sessionKeys, requestKey, session.id, this.config.submitKeysPerSession);
     return session.id;
   }
 

@@ -58,8 +58,12 @@ export function connectionHandlers({ router, store }: OperationDeps): {
               username: args.username,
               password: args.password,
               clusterUrl: args.clusterURL ?? '',
+              // The grid returns the first connection for a repeat, so a retry whose first
+              // attempt's answer was lost leaves no orphan connection behind.
+              ...(ctx.clientKey !== undefined ? { requestKey: ctx.clientKey } : {}),
             },
             order.length > 1 && client.connectedCount === 0 ? client.opts.connectTimeoutMs : undefined,
+            { retrySafe: ctx.clientKey !== undefined && client.supports('request-keys') },
           );
           const serviceVersion = ctx.policy?.version.version.uri;
           try {

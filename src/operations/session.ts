@@ -32,10 +32,20 @@ export function sessionHandlers({ router, store }: OperationDeps): {
   return {
     async createSession(args: CreateSessionArgs, ctx) {
       const conn = await ownedConnection(store, ctx, args.connectionId);
-      const reply = await router.call(ctx, conn.cluster, 'createSession', {
-        connectionId: args.connectionId,
-        attributes: args.sessionCreationAttributes ?? {},
-      });
+      const key = ctx.clientKey;
+      const reply = await router.call(
+        ctx,
+        conn.cluster,
+        'createSession',
+        {
+          connectionId: args.connectionId,
+          attributes: args.sessionCreationAttributes ?? {},
+          // A repeat with the key gets the first session from the grid: no orphan session.
+          ...(key !== undefined ? { requestKey: key } : {}),
+        },
+        undefined,
+        { retrySafe: key !== undefined && router.client(conn.cluster).supports('request-keys') },
+      );
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
       return { sessionId: reply.sessionId };
     },
