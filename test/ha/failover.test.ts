@@ -199,8 +199,16 @@ describe('HA: three proxies behind HAProxy, one Redis, two grids', function () {
       if (p.submitted < 300 || drained) return;
       drained = new Promise((resolve) => victim.child.once('exit', (code) => resolve(code)));
       victim.child.kill('SIGTERM');
-      const ready = await fetch(`${victim.adminUrl}/readyz`);
-      observed.push(`readyz ${ready.status} ${(await ready.text()).trim()}`);
+      // The signal is handled on the proxy's event loop, which may serve a probe first: ask
+      // again (boundedly) until the answer reflects the signal.
+      let answer = '';
+      for (let i = 0; i < 40; i++) {
+        const ready = await fetch(`${victim.adminUrl}/readyz`);
+        answer = `readyz ${ready.status} ${(await ready.text()).trim()}`;
+        if (ready.status !== 200) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      observed.push(answer);
       await haproxy.waitForState('proxy3', 'DOWN', 15000);
       observed.push(
         `haproxy DOWN while the process ${victim.child.exitCode === null ? 'still runs' : 'had exited'}`,
