@@ -8,7 +8,7 @@ import { verifyAuditFile } from '../commands/audit';
 import { CATALOGUE, GatewayError, type ErrorCodeName } from '../errors/catalogue';
 import { log } from '../log';
 import type { CallContext } from '../pipeline/context';
-import type { Answer, Phases } from '../pipeline/phases';
+import type { Answer } from '../pipeline/phases';
 import {
   fakeCall,
   op,
@@ -16,26 +16,12 @@ import {
   startHarness,
   type CallResult,
   type Harness,
+  CONSUMER_HEADER,
+  consumersFromHeader,
 } from '../../test/helpers/in-process';
 import { AuditLog } from './audit-log';
 import { auditCalls, logFaults, recordMetrics } from './completion';
 import { ProxyMetrics } from './metrics';
-
-/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
-const CONSUMER_HEADER = 'x-test-consumer';
-
-function consumersFromHeader(p: Phases): Phases {
-  return {
-    ...p,
-    security: [
-      ...p.security,
-      async (ctx) => {
-        const id = ctx.req.headers[CONSUMER_HEADER];
-        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
-      },
-    ],
-  };
-}
 
 type Line = Record<string, unknown>;
 

@@ -1,23 +1,14 @@
 import { expect } from 'chai';
-import { op, runRequest, startHarness, type CallResult, type Harness } from '../../test/helpers/in-process';
+import {
+  op,
+  runRequest,
+  startHarness,
+  type CallResult,
+  type Harness,
+  CONSUMER_HEADER,
+  consumersFromHeader,
+} from '../../test/helpers/in-process';
 import { SOAP11 } from '../../test/helpers/soap-http';
-import type { Phases } from '../pipeline/phases';
-
-/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
-const CONSUMER_HEADER = 'x-test-consumer';
-
-function consumersFromHeader(p: Phases): Phases {
-  return {
-    ...p,
-    security: [
-      ...p.security,
-      async (ctx) => {
-        const id = ctx.req.headers[CONSUMER_HEADER];
-        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
-      },
-    ],
-  };
-}
 
 const connectBody = (app = 'echo', clusterURL?: string): string =>
   op(

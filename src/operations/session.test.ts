@@ -1,27 +1,18 @@
 import { expect } from 'chai';
-import { fakeCall, op, startHarness, type CallResult, type Harness } from '../../test/helpers/in-process';
+import {
+  fakeCall,
+  op,
+  startHarness,
+  type CallResult,
+  type Harness,
+  CONSUMER_HEADER,
+  consumersFromHeader,
+} from '../../test/helpers/in-process';
 import { CloseMode } from '../backend/protocol';
 import { GatewayError } from '../errors/catalogue';
 import type { ResolvedCall } from '../pipeline/context';
 import { MemoryStore } from '../store/memory-store';
 import { eventually } from '../../test/grid/helpers';
-import type { Phases } from '../pipeline/phases';
-
-/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
-const CONSUMER_HEADER = 'x-test-consumer';
-
-function consumersFromHeader(p: Phases): Phases {
-  return {
-    ...p,
-    security: [
-      ...p.security,
-      async (ctx) => {
-        const id = ctx.req.headers[CONSUMER_HEADER];
-        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
-      },
-    ],
-  };
-}
 
 const sid = (id: string): string => `<sym:sessionId>${id}</sym:sessionId>`;
 const cid = (id: string): string => `<sym:connectionId>${id}</sym:connectionId>`;

@@ -1,24 +1,14 @@
 import { expect } from 'chai';
-import { op, startHarness, type CallResult, type Harness } from '../../test/helpers/in-process';
-import type { Phases } from '../pipeline/phases';
+import {
+  op,
+  startHarness,
+  type CallResult,
+  type Harness,
+  CONSUMER_HEADER,
+  consumersFromHeader,
+} from '../../test/helpers/in-process';
 import { MemoryStore } from '../store/memory-store';
 import type { RememberedReply } from '../store/store';
-
-/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
-const CONSUMER_HEADER = 'x-test-consumer';
-
-function consumersFromHeader(p: Phases): Phases {
-  return {
-    ...p,
-    security: [
-      ...p.security,
-      async (ctx) => {
-        const id = ctx.req.headers[CONSUMER_HEADER];
-        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
-      },
-    ],
-  };
-}
 
 /**
  * A memory store that can lose its remembered answers, as when the proxy that answered died

@@ -6,28 +6,13 @@ import {
   testContract,
   type CallResult,
   type Harness,
+  CONSUMER_HEADER,
+  consumersFromHeader,
 } from '../../test/helpers/in-process';
 import { eventually } from '../../test/grid/helpers';
 import { SOAP11 } from '../../test/helpers/soap-http';
-import type { Phases } from '../pipeline/phases';
 import { isDecodedFields, type Decoded } from '../soap/schema';
 import { childElements, parseXml } from '../soap/xml';
-
-/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
-const CONSUMER_HEADER = 'x-test-consumer';
-
-function consumersFromHeader(p: Phases): Phases {
-  return {
-    ...p,
-    security: [
-      ...p.security,
-      async (ctx) => {
-        const id = ctx.req.headers[CONSUMER_HEADER];
-        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
-      },
-    ],
-  };
-}
 
 interface Output {
   taskId: string;

@@ -94,6 +94,23 @@ export function startTestGrid(overrides: GridConfigInput = {}): Promise<Grid> {
   return startGridOnLoopback({ applications: [{ name: 'echo', service: 'echo', workers: 1 }], ...overrides });
 }
 
+/** With security off every caller is one anonymous consumer; this header names a consumer instead. */
+export const CONSUMER_HEADER = 'x-test-consumer';
+
+/** A `phases` option for startHarness: the consumer comes from CONSUMER_HEADER when present. */
+export function consumersFromHeader(p: Phases): Phases {
+  return {
+    ...p,
+    security: [
+      ...p.security,
+      async (ctx) => {
+        const id = ctx.req.headers[CONSUMER_HEADER];
+        if (typeof id === 'string') ctx.consumer = { id, via: 'anonymous' };
+      },
+    ],
+  };
+}
+
 export interface HarnessOptions {
   verifier?: WssVerifier;
   policies?: PolicyManager;
