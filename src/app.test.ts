@@ -214,7 +214,11 @@ describe('app: startProxy assembles a working proxy in-process', function () {
         return res.status === 200;
       });
       expect(ready, last).to.equal(true);
-      expect(last).to.equal('ready\n');
+      // The verdict first, then how each grid link travels, so an operator sees a plain link.
+      expect(last).to.equal('ready\ngrid link default: plain TCP on loopback\n');
+      expect(proxy.gridLinks()).to.deep.equal([
+        { cluster: 'default', transport: 'plain-loopback', describe: 'plain TCP on loopback' },
+      ]);
       const live = await fetch(`${proxy.adminUrl!}/livez`);
       expect(live.status).to.equal(200);
     });

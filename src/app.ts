@@ -3,7 +3,8 @@
  * Parts are started in dependency order and registered for closing; a start that fails
  * half-way closes what it had started.
  */
-import type { GridRouter } from './backend/grid-router';
+import type { GridLink, GridRouter } from './backend/grid-router';
+import type { TlsReload } from './backend/grid-tls';
 import { startGridRouter } from './components/grid';
 import { startAdminListener, startSoapListener } from './components/listeners';
 import { startPolicies } from './components/policy';
@@ -38,6 +39,10 @@ export interface RunningProxy {
   reloadPolicy(): Promise<ReloadOutcome> | null;
   /** Reloads the CRLs (SIGHUP); null without WS-Security. */
   reloadCrls(): Promise<CrlReload> | null;
+  /** How each grid cluster's link travels (TLS or plain). */
+  gridLinks(): GridLink[];
+  /** Reloads the grid links' TLS certificates, keys and CAs (SIGHUP); new sockets use them. */
+  reloadGridTls(): { cluster: string; result: TlsReload }[];
   close(): Promise<void>;
 }
 
@@ -100,6 +105,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
           return `the SLA control file is invalid (the previous policy stays in effect): ${policies.lastError}`;
         return null;
       },
+      details: () => router.links().map((l) => `grid link ${l.cluster}: ${l.describe}`),
       registry: metrics.registry,
       policies,
     },
@@ -117,6 +123,8 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     serviceVersions: () => policies?.current.uris ?? null,
     reloadPolicy: () => (policies ? policies.reload('signal') : null),
     reloadCrls: () => (security.reloadCrls ? security.reloadCrls() : null),
+    gridLinks: () => router.links(),
+    reloadGridTls: () => router.reloadTls(),
     async shutdown() {
       const { server, gate } = soap;
       gate.draining = true;

@@ -52,6 +52,11 @@ async function serve(argv: string[]): Promise<void> {
       ? '  SECURITY OFF: unsigned, unauthenticated requests are accepted. Development only.'
       : '',
     config.grid.embedded ? '  grid:   embedded reference grid (applications: echo, cpu)' : '',
+    ...proxy
+      .gridLinks()
+      .map(
+        (l) => `  grid link ${l.cluster}: ${l.transport === 'plain-network' ? 'WARNING ' : ''}${l.describe}`,
+      ),
     ...(proxy.serviceVersions() ?? []).map(
       (uri) => `  service version: ${new URL(uri, proxy.url).toString()}`,
     ),
@@ -76,11 +81,14 @@ async function serve(argv: string[]): Promise<void> {
       () => process.exit(1),
     );
   };
-  // SIGHUP reloads what can change without a restart: the SLA control file and the CRLs.
+  // SIGHUP reloads what can change without a restart: the SLA control file, the CRLs and the
+  // grid links' TLS material.
   process.on('SIGHUP', () => {
     const policy = proxy.reloadPolicy();
     const crls = proxy.reloadCrls();
-    if (!policy && !crls) log.warn('SIGHUP ignored: no SLA control file and no WS-Security trust store');
+    const gridTls = proxy.reloadGridTls();
+    if (!policy && !crls && gridTls.length === 0)
+      log.warn('SIGHUP ignored: no SLA control file, no WS-Security trust store and no grid TLS');
   });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -8,19 +8,59 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { hostOf, isLoopbackHost } from './backend/grid-tls';
 
 const address = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
 
-const cluster = z.object({
-  name: z.string().min(1),
-  /** clusterURL values a client may pass to connect to reach this cluster. */
-  urls: z.array(z.string().min(1)).default([]),
-  addresses: z.array(address).min(1),
-  sharedSecret: z.string().default(''),
-  poolSize: z.number().int().min(1).max(64).default(2),
-  connectTimeoutMs: z.number().int().positive().default(3000),
-  requestTimeoutMs: z.number().int().positive().default(30000),
+const gridTls = z.strictObject({
+  /** CAs that the grid's certificate must chain to. */
+  caFiles: z.array(z.string().min(1)).min(1),
+  /** The proxy's client certificate and key, which the grid verifies (mutual TLS). */
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** Name expected in the grid's certificate; default the host of each address. */
+  serverName: z.string().min(1).optional(),
+  /** Accept only grid certificates with these SHA-256 fingerprints (hex, colons optional). */
+  pinnedFingerprints256: z
+    .array(z.string().regex(/^([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/, 'must be a SHA-256 fingerprint in hex'))
+    .default([]),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
+  /** Reload certificate, key and CAs when a file changes (SIGHUP reloads them too). */
+  watch: z.boolean().default(true),
 });
+
+const cluster = z
+  .object({
+    name: z.string().min(1),
+    /** clusterURL values a client may pass to connect to reach this cluster. */
+    urls: z.array(z.string().min(1)).default([]),
+    addresses: z.array(address).min(1),
+    sharedSecret: z.string().default(''),
+    poolSize: z.number().int().min(1).max(64).default(2),
+    connectTimeoutMs: z.number().int().positive().default(3000),
+    requestTimeoutMs: z.number().int().positive().default(30000),
+    /** TLS on the grid link. Required unless every address is loopback or plaintext is set. */
+    tls: gridTls.optional(),
+    /** Plain TCP to a non-loopback grid, stated on purpose: payloads and passwords travel in clear. */
+    plaintext: z.boolean().default(false),
+  })
+  .superRefine((c, ctx) => {
+    if (c.tls && c.plaintext) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['plaintext'],
+        message: 'is true but tls is configured too: choose one',
+      });
+    }
+    const remote = c.addresses.filter((a) => !isLoopbackHost(hostOf(a)));
+    if (!c.tls && !c.plaintext && remote.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: `is required: ${remote.join(', ')} is not a loopback address, and plain TCP would carry task payloads and grid passwords in clear. Configure tls (caFiles, certFile, keyFile), or set plaintext: true to accept that`,
+      });
+    }
+  });
 
 const tls = z.object({
   certFile: z.string().min(1),

@@ -8,6 +8,8 @@
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
+import { gridTlsConnectOptions, type GridTlsClientOptions } from './grid-tls';
 import {
   BatchedWriter,
   bodyKind,
@@ -39,6 +41,8 @@ export interface GridClientOptions {
   clientName: string;
   backoffMinMs: number;
   backoffMaxMs: number;
+  /** TLS on the link (mutual: the grid verifies our certificate too); plain TCP when absent. */
+  tls?: GridTlsClientOptions;
 }
 
 export const GRID_CLIENT_DEFAULTS: Omit<GridClientOptions, 'name' | 'addresses'> = {
@@ -63,6 +67,17 @@ export class GridCallError extends Error {
     super(message);
     this.name = 'GridCallError';
   }
+}
+
+/** Errors of the TLS layer itself (certificate, protocol), as opposed to TCP reachability. */
+function isTlsFailure(e: Error & { code?: string }): boolean {
+  const code = e.code ?? '';
+  return (
+    code.startsWith('ERR_TLS') ||
+    code.startsWith('ERR_SSL') ||
+    /CERT|SELF_SIGNED|UNABLE_TO|HOSTNAME|ALTNAME/.test(code) ||
+    /certificate|pinned/i.test(e.message)
+  );
 }
 
 interface Pending {
@@ -112,7 +127,9 @@ class GridConnection extends EventEmitter {
     const sep = address.lastIndexOf(':');
     const host = address.slice(0, sep);
     const port = Number(address.slice(sep + 1));
-    const socket = net.connect({ host, port });
+    const socket = this.opts.tls
+      ? tls.connect(gridTlsConnectOptions(this.opts.tls, host, port))
+      : net.connect({ host, port });
     socket.setNoDelay(true);
     this.socket = socket;
     const reader = new FrameReader();
@@ -170,8 +187,9 @@ class GridConnection extends EventEmitter {
         this.onFrame(frame);
       }
     });
-    socket.on('error', () => {
-      /* 'close' follows and does the work */
+    socket.on('error', (e: Error & { code?: string }) => {
+      // 'close' follows and does the work; a failed TLS handshake is worth telling the operator.
+      if (!handshaken && this.opts.tls && isTlsFailure(e)) this.emit('linkError', `TLS: ${e.message}`);
     });
     socket.on('close', () => {
       clearTimeout(connectTimer);
@@ -299,6 +317,7 @@ export class GridClient extends EventEmitter {
       c.on('slot', () => this.drain());
       c.on('down', () => this.emit('down'));
       c.on('refused', (m: string) => this.emit('refused', m));
+      c.on('linkError', (m: string) => this.emit('linkError', m));
       this.conns.push(c);
       c.start();
     }

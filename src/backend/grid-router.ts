@@ -6,6 +6,16 @@ import { GatewayError, type ErrorCodeName } from '../errors/catalogue';
 import { GridCallError, GridClient } from '../backend/client';
 import { ErrorCode, type Operation, type ReplyBodies, type RequestBodies } from '../backend/protocol';
 import type { ClusterConfig } from '../config';
+import { log } from '../log';
+import { hostOf, isLoopbackHost, TlsMaterial, type TlsReload } from './grid-tls';
+
+/** How one cluster's link travels, for the banner, /readyz and the logs. */
+export interface GridLink {
+  cluster: string;
+  transport: 'tls' | 'plain-loopback' | 'plain-network';
+  /** One line for an operator. */
+  describe: string;
+}
 
 const GRID_TO_GATEWAY: Partial<Record<ErrorCode, ErrorCodeName>> = {
   [ErrorCode.UNKNOWN_CONNECTION]: 'SSP_UNKNOWN_CONNECTION',
@@ -41,26 +51,84 @@ export interface GridTiming {
 export class GridRouter {
   private readonly clients = new Map<string, GridClient>();
   private readonly byUrl = new Map<string, string>();
+  private readonly tlsByCluster = new Map<string, TlsMaterial>();
+  private readonly clusterConfigs: ClusterConfig[] = [];
 
   constructor(
     clusters: ClusterConfig[],
     readonly defaultCluster: string,
   ) {
     for (const c of clusters) {
-      this.clients.set(
-        c.name,
-        new GridClient({
-          name: c.name,
-          addresses: c.addresses,
-          sharedSecret: c.sharedSecret,
-          poolSize: c.poolSize,
-          connectTimeoutMs: c.connectTimeoutMs,
-          requestTimeoutMs: c.requestTimeoutMs,
-        }),
-      );
+      const material = c.tls
+        ? new TlsMaterial({
+            certFile: c.tls.certFile,
+            keyFile: c.tls.keyFile,
+            caFiles: c.tls.caFiles,
+            minVersion: c.tls.minVersion,
+          })
+        : null;
+      if (material) this.tlsByCluster.set(c.name, material);
+      const client = new GridClient({
+        name: c.name,
+        addresses: c.addresses,
+        sharedSecret: c.sharedSecret,
+        poolSize: c.poolSize,
+        connectTimeoutMs: c.connectTimeoutMs,
+        requestTimeoutMs: c.requestTimeoutMs,
+        tls:
+          material && c.tls
+            ? {
+                material,
+                serverName: c.tls.serverName,
+                pinnedFingerprints256: c.tls.pinnedFingerprints256,
+              }
+            : undefined,
+      });
+      this.watchLink(client, c.name);
+      this.clients.set(c.name, client);
+      this.clusterConfigs.push(c);
       this.byUrl.set(c.name, c.name);
       for (const u of c.urls) this.byUrl.set(u, c.name);
     }
+  }
+
+  /** Logs why a cluster cannot be reached, once per distinct reason until a socket comes up. */
+  private watchLink(client: GridClient, cluster: string): void {
+    let last = '';
+    const warn = (reason: string): void => {
+      if (reason === last) return;
+      last = reason;
+      log.warn('grid link refused', { cluster, reason });
+    };
+    client.on('refused', (m: string) => warn(`grid refused the handshake: ${m}`));
+    client.on('linkError', warn);
+    client.on('up', () => {
+      last = '';
+    });
+  }
+
+  /** How each cluster's link travels, with the TLS material in effect now. */
+  links(): GridLink[] {
+    return this.clusterConfigs.map((c) => describeLink(c, this.tlsByCluster.get(c.name) ?? null));
+  }
+
+  /** Files behind every TLS link (for watching). */
+  tlsFiles(): string[] {
+    return [...new Set([...this.tlsByCluster.values()].flatMap((m) => m.paths))];
+  }
+
+  /**
+   * Reads every cluster's TLS certificate, key and CAs again. New sockets use the new material;
+   * open sockets, and the grid sessions on them, are not touched.
+   */
+  reloadTls(): { cluster: string; result: TlsReload }[] {
+    return [...this.tlsByCluster].map(([cluster, m]) => {
+      const result = m.reload();
+      if (result.ok) log.info('grid TLS material reloaded', { cluster, notAfter: result.notAfter });
+      else
+        log.error('grid TLS reload failed; the material in effect stays', { cluster, error: result.error });
+      return { cluster, result };
+    });
   }
 
   /** The cluster a connect call goes to: its clusterURL if given, else the default. */
@@ -125,4 +193,24 @@ export class GridRouter {
   close(): void {
     for (const c of this.clients.values()) c.close();
   }
+}
+
+function describeLink(c: ClusterConfig, material: TlsMaterial | null): GridLink {
+  if (material && c.tls) {
+    const pins = c.tls.pinnedFingerprints256.length;
+    return {
+      cluster: c.name,
+      transport: 'tls',
+      describe: `mutual TLS (${c.tls.minVersion} or later${pins ? `, ${pins} pinned certificate(s)` : ''}), client certificate ${material.summary.subject} valid until ${material.summary.notAfter}`,
+    };
+  }
+  if (c.addresses.every((a) => isLoopbackHost(hostOf(a)))) {
+    return { cluster: c.name, transport: 'plain-loopback', describe: 'plain TCP on loopback' };
+  }
+  return {
+    cluster: c.name,
+    transport: 'plain-network',
+    describe:
+      'PLAIN TCP across the network (plaintext: true in config): task payloads and grid passwords travel in clear',
+  };
 }

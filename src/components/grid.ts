@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { GridRouter } from '../backend/grid-router';
 import type { ProxyConfig } from '../config';
+import { watchFiles } from '../file-watch';
 import { log } from '../log';
 import { spawnGrid } from '../server/embedded-grid';
 import type { Resources } from './resources';
@@ -24,7 +25,26 @@ export async function startGridRouter(config: ProxyConfig, res: Resources): Prom
       poolSize: 2,
       connectTimeoutMs: 3000,
       requestTimeoutMs: 30000,
+      plaintext: false, // loopback: the link never leaves this machine
     });
   }
-  return res.add('grid router', new GridRouter(clusters, config.grid.defaultCluster), (r) => r.close());
+  const router = res.add('grid router', new GridRouter(clusters, config.grid.defaultCluster), (r) =>
+    r.close(),
+  );
+  for (const link of router.links()) {
+    if (link.transport === 'plain-network')
+      log.warn('grid link without TLS', { cluster: link.cluster, link: link.describe });
+    else log.info('grid link', { cluster: link.cluster, link: link.describe });
+  }
+  const watched = config.grid.clusters.flatMap((c) =>
+    c.tls?.watch ? [c.tls.certFile, c.tls.keyFile, ...c.tls.caFiles] : [],
+  );
+  if (watched.length > 0) {
+    res.add(
+      'grid TLS watch',
+      watchFiles(watched, 'grid TLS files', () => void router.reloadTls()),
+      (w) => w.close(),
+    );
+  }
+  return router;
 }

@@ -61,7 +61,12 @@ export async function startSoapListener(
 /** The admin listener, or null when disabled: health, readiness, metrics, policy reload. */
 export async function startAdminListener(
   config: ProxyConfig,
-  probes: { notReadyReason(): string | null; registry: Registry; policies: PolicyManager | null },
+  probes: {
+    notReadyReason(): string | null;
+    details(): string[];
+    registry: Registry;
+    policies: PolicyManager | null;
+  },
   res: Resources,
 ): Promise<string | null> {
   if (!config.admin.enabled) return null;
@@ -69,6 +74,7 @@ export async function startAdminListener(
   const pm = probes.policies;
   const app = createAdminApp({
     notReadyReason: probes.notReadyReason,
+    details: probes.details,
     registry: probes.registry,
     ...(pm ? { reloadPolicy: () => pm.reload('admin') } : {}),
     ...(token ? { token } : {}),

@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { isLoopbackHost } from '../backend/grid-tls';
 import { DEFAULT_MAX_FRAME_BYTES } from '../backend/protocol';
 
 /** Built-in services shipped in src/grid/services/. */
@@ -30,40 +31,72 @@ function defaultApplications(): z.output<typeof applicationSchema>[] {
 // setTimeout cannot wait longer than this; larger values would fire at once.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const gridConfigSchema = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
-  port: z.number().int().min(0).max(65535).default(0),
-  gridName: z.string().min(1).default('reference-grid'),
-  sharedSecret: z.string().default(''),
-  heartbeatMs: z.number().int().min(10).max(MAX_TIMER_MS).default(5000),
-  maxInFlight: z.number().int().min(1).max(0xffffffff).default(1024),
-  maxFrameBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(1024 * 1024 * 1024)
-    .default(DEFAULT_MAX_FRAME_BYTES),
-  detachedSessionTtlMs: z.number().int().min(0).max(MAX_TIMER_MS).default(3_600_000),
-  /** Submit keys each session remembers for idempotent sendTasks; the oldest is forgotten first. */
-  submitKeysPerSession: z.number().int().min(1).max(10_000_000).default(100_000),
-  applications: z
-    .array(applicationSchema)
-    .min(1)
-    .default(defaultApplications)
-    .superRefine((apps, ctx) => {
-      const seen = new Set<string>();
-      apps.forEach((app, i) => {
-        if (seen.has(app.name)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [i, 'name'],
-            message: `duplicate application name "${app.name}"`,
-          });
-        }
-        seen.add(app.name);
-      });
-    }),
+const tlsSchema = z.strictObject({
+  /** The grid's server certificate and key. */
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** CAs that a proxy's client certificate must chain to. */
+  caFiles: z.array(z.string().min(1)).min(1),
+  /** Refuse a client without a valid certificate (mutual TLS). */
+  requireClientCert: z.boolean().default(true),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
 });
+
+const gridConfigSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(0),
+    gridName: z.string().min(1).default('reference-grid'),
+    sharedSecret: z.string().default(''),
+    /** TLS on the listener. Required unless `host` is loopback or plaintext is set. */
+    tls: tlsSchema.optional(),
+    /** Plain TCP on a non-loopback address, stated on purpose. */
+    plaintext: z.boolean().default(false),
+    heartbeatMs: z.number().int().min(10).max(MAX_TIMER_MS).default(5000),
+    maxInFlight: z.number().int().min(1).max(0xffffffff).default(1024),
+    maxFrameBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(DEFAULT_MAX_FRAME_BYTES),
+    detachedSessionTtlMs: z.number().int().min(0).max(MAX_TIMER_MS).default(3_600_000),
+    /** Submit keys each session remembers for idempotent sendTasks; the oldest is forgotten first. */
+    submitKeysPerSession: z.number().int().min(1).max(10_000_000).default(100_000),
+    applications: z
+      .array(applicationSchema)
+      .min(1)
+      .default(defaultApplications)
+      .superRefine((apps, ctx) => {
+        const seen = new Set<string>();
+        apps.forEach((app, i) => {
+          if (seen.has(app.name)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'name'],
+              message: `duplicate application name "${app.name}"`,
+            });
+          }
+          seen.add(app.name);
+        });
+      }),
+  })
+  .superRefine((c, ctx) => {
+    if (c.tls && c.plaintext) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['plaintext'],
+        message: 'is true but tls is configured too: choose one',
+      });
+    }
+    if (!c.tls && !c.plaintext && !isLoopbackHost(c.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: `is required: host ${c.host} is not loopback, and plain TCP would carry task payloads and passwords in clear. Configure tls (certFile, keyFile, caFiles), or set plaintext: true to accept that`,
+      });
+    }
+  });
 
 export type GridConfig = z.output<typeof gridConfigSchema>;
 /** What parseGridConfig accepts: every key optional, defaults filled in. */

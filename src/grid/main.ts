@@ -4,10 +4,12 @@
  * GRID_SHARED_SECRET sets the secret too (a command-line secret is visible to other users).
  * Prints one line on stdout, "grid listening on HOST:PORT", and then only a "grid stats {json}"
  * line for each SIGUSR2 (stats-probe.ts); logs go to stderr.
+ * SIGHUP (and a change to one of the files) reloads the TLS certificate, key and CAs.
  * Runs on import, so that `symphony-soap-proxy grid` can load it.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { watchFiles } from '../file-watch';
 import { parseGridConfig } from './config';
 import { startGrid } from './server';
 import { STATS_SIGNAL, formatStatsLine } from './stats-probe';
@@ -48,11 +50,26 @@ async function main(): Promise<void> {
   // Installed before the address is printed, so that no one can signal a grid without a handler.
   process.on(STATS_SIGNAL, () => process.stdout.write(formatStatsLine(grid.stats())));
   process.stdout.write(`grid listening on ${grid.address.host}:${grid.address.port}\n`);
+  console.error(
+    `[grid] transport: ${grid.transport === 'tls' ? 'TLS (client certificates required unless requireClientCert is false)' : 'plain TCP'}`,
+  );
+  const reloadTls = (): void => {
+    const r = grid.reloadTls();
+    if (r === null) return;
+    console.error(
+      r.ok
+        ? `[grid] TLS material reloaded (certificate valid until ${r.notAfter}); new connections use it`
+        : `[grid] TLS reload failed, the material in effect stays: ${r.error}`,
+    );
+  };
+  process.on('SIGHUP', reloadTls);
+  const watch = grid.tlsFiles.length > 0 ? watchFiles(grid.tlsFiles, 'grid TLS files', reloadTls) : null;
 
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
+    watch?.close();
     grid.close().then(
       () => process.exit(0),
       (err: unknown) => {

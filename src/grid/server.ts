@@ -4,6 +4,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import tls from 'node:tls';
+import { TlsMaterial, type TlsReload } from '../backend/grid-tls';
 import {
   BatchedWriter,
   ErrorCode,
@@ -51,6 +53,12 @@ export interface Grid {
   /** Stops listening, drops every socket, kills the workers; resolves once all are gone. */
   close(): Promise<void>;
   stats(): GridStats;
+  /** 'tls' or 'plain', as configured. */
+  transport: 'tls' | 'plain';
+  /** TLS files to watch (empty without TLS). */
+  tlsFiles: string[];
+  /** Reads the TLS certificate, key and CAs again; new sockets use them, open ones carry on. */
+  reloadTls(): TlsReload | null;
 }
 
 export interface StartGridOptions {
@@ -69,14 +77,42 @@ export async function startGrid(config: GridConfig, options: StartGridOptions = 
   await manager.start();
 
   const peers = new Set<Peer>();
-  const server = createServer({ noDelay: true }, (socket) => {
+  const onSocket = (socket: Socket): void => {
     const peer = new Peer(socket, config, manager, log);
     peers.add(peer);
     socket.on('close', () => {
       peers.delete(peer);
       peer.onClose();
     });
-  });
+  };
+  let material: TlsMaterial | null = null;
+  let server: Server;
+  if (config.tls) {
+    try {
+      material = new TlsMaterial(config.tls);
+    } catch (e) {
+      await manager.close();
+      throw e;
+    }
+    const tlsServer = tls.createServer(
+      {
+        ...material.options,
+        requestCert: true,
+        rejectUnauthorized: config.tls.requireClientCert,
+        noDelay: true,
+      },
+      onSocket,
+    );
+    // A refused client certificate is the one TLS failure an operator can act on.
+    tlsServer.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+      // A peer that hangs up mid-handshake (a port probe) is not news.
+      if (err.code === 'ECONNRESET' || /socket hang up/.test(err.message)) return;
+      log(`TLS handshake with ${socket.remoteAddress ?? 'a client'} failed: ${err.message}`);
+    });
+    server = tlsServer;
+  } else {
+    server = createServer({ noDelay: true }, onSocket);
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -106,6 +142,15 @@ export async function startGrid(config: GridConfig, options: StartGridOptions = 
   return {
     address: { host: config.host, port },
     stats: () => ({ sockets: peers.size, ...manager.stats() }),
+    transport: material ? 'tls' : 'plain',
+    tlsFiles: material ? material.paths : [],
+    reloadTls: () => {
+      if (!material) return null;
+      const r = material.reload();
+      // setSecureContext applies to handshakes from now on; established sockets keep theirs.
+      if (r.ok) (server as tls.Server).setSecureContext(material.options);
+      return r;
+    },
     close: () => {
       closing ??= (async () => {
         clearInterval(heartbeat);

@@ -7,6 +7,8 @@ import type { Registry } from 'prom-client';
 export interface AdminProbes {
   /** Why the proxy is not ready, or null when it is. */
   notReadyReason(): string | null;
+  /** Lines after the verdict that an operator should see, such as how each grid link travels. */
+  details?(): string[];
   registry: Registry;
   /** Reloads the SLA control file; absent when none is configured. */
   reloadPolicy?: () => Promise<{ ok: boolean; changed: boolean; error?: string }>;
@@ -30,8 +32,9 @@ export function createAdminApp(probes: AdminProbes): express.Express {
   });
   app.get('/readyz', (_req, res) => {
     const why = probes.notReadyReason();
-    if (why) res.status(503).type('text/plain').send(`not ready: ${why}\n`);
-    else res.type('text/plain').send('ready\n');
+    const details = (probes.details?.() ?? []).map((line) => `${line}\n`).join('');
+    if (why) res.status(503).type('text/plain').send(`not ready: ${why}\n${details}`);
+    else res.type('text/plain').send(`ready\n${details}`);
   });
   app.get('/metrics', (_req, res, next) => {
     probes.registry.metrics().then((text) => {

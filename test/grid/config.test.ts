@@ -9,6 +9,7 @@ describe('grid config', () => {
       port: 0,
       gridName: 'reference-grid',
       sharedSecret: '',
+      plaintext: false,
       heartbeatMs: 5000,
       maxInFlight: 1024,
       maxFrameBytes: 64 * 1024 * 1024,

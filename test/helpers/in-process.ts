@@ -150,6 +150,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         poolSize: 1,
         connectTimeoutMs: 2000,
         requestTimeoutMs: 5000,
+        plaintext: false,
       },
     ],
     'default',
