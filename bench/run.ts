@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GridClient } from '../src/backend/client';
+import { TlsMaterial } from '../src/backend/grid-tls';
 import { spawnGrid, startProxyProcess, proxyConfig } from '../test/helpers/processes';
 import { ECHO_REQUEST } from './baseline-servers';
 import { signedPool } from './signed-pool';
@@ -159,6 +160,26 @@ async function main(): Promise<void> {
     ecdsa: await startProxyProcess(wss({ certFile: f.proxySigningEc, keyFile: f.proxySigningEcKey })),
   };
   const clientSigner = new EnvelopeSigner({ certFile: f.client!, keyFile: f.clientKey! });
+
+  // Grid-link rows: a second grid that speaks mutual TLS 1.3 (dev server certificate; the dev
+  // client certificate is the proxy's), and a verify-only signed proxy in front of it.
+  const tlsGridConfig = join(dir, 'grid-tls.json');
+  writeFileSync(
+    tlsGridConfig,
+    JSON.stringify({
+      applications: [{ name: 'echo', service: 'echo', workers: 1 }],
+      tls: { certFile: f.server, keyFile: f.serverKey, caFiles: [f.ca] },
+    }),
+  );
+  const tlsGrid = await spawnGrid(['--port', '0', '--config', tlsGridConfig]);
+  const linkTls = { caFiles: [f.ca], certFile: f.client!, keyFile: f.clientKey!, watch: false };
+  const tlsLinkProxy = await startProxyProcess({
+    ...wss({ enabled: false }),
+    grid: {
+      defaultCluster: 'default',
+      clusters: [{ name: 'default', addresses: [tlsGrid.address], requestTimeoutMs: 5000, tls: linkTls }],
+    },
+  });
 
   // Policy rows: the same typed-XML sendTaskInput with and without an SLA control file that
   // checks the SLA, applies an SLA and an SLD limit (moving windows, high enough never to
@@ -368,6 +389,23 @@ async function main(): Promise<void> {
       });
     }
 
+    {
+      const sid = await sessionVia(signedCall, asIs, tlsLinkProxy.url);
+      plan.push({
+        name: 'proxy sendTaskInput over a mutual-TLS 1.3 grid link (1 task, RSA-signed request verified, response unsigned)',
+        tasksPerCall: 1,
+        probe: signedHttp(tlsLinkProxy.url, (count) =>
+          signedPool({
+            certFile: f.client!,
+            keyFile: f.clientKey!,
+            version: '1.1',
+            count,
+            body: `<sym:sendTaskInput xmlns:sym="${SYM}"><sym:sessionId>${sid}</sym:sessionId><sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:text>payload-{n}</sym:text></sym:taskInput></sym:taskSubmissionAttributes></sym:sendTaskInput>`,
+          }),
+        ),
+      });
+    }
+
     const typed = `<sym:taskSubmissionAttributes><sym:tag>t</sym:tag><sym:taskInput><sym:xml><m:add xmlns:m="urn:example:mathserver:v1"><m:a>1</m:a><m:b>{n}</m:b></m:add></sym:xml></sym:taskInput></sym:taskSubmissionAttributes>`;
     const policyRows: [keyof typeof policyProxies, string, string, boolean][] = [
       ['plain', '/symphony', 'proxy sendTaskInput typed XML, unsigned, no policy', false],
@@ -460,6 +498,27 @@ async function main(): Promise<void> {
       tasksPerCall: 100,
       probe: direct(gridClient, direct100, 100),
     });
+    const tlsGridClient = new GridClient({
+      name: 'bench-tls',
+      addresses: [tlsGrid.address],
+      poolSize: 2,
+      tls: { material: new TlsMaterial({ ...linkTls, minVersion: 'TLSv1.3' }), pinnedFingerprints256: [] },
+    });
+    await new Promise((r) => tlsGridClient.once('up', r));
+    const { connectionId: tlsConn } = await tlsGridClient.call('connect', {
+      applicationName: 'echo',
+      username: 'bench',
+      password: 'x',
+    });
+    plan.push({
+      name: 'direct to grid over mutual TLS 1.3 (1 task per call)',
+      tasksPerCall: 1,
+      probe: direct(
+        tlsGridClient,
+        (await tlsGridClient.call('createSession', { connectionId: tlsConn })).sessionId,
+        1,
+      ),
+    });
     // BENCH_ONLY=<regex> measures only the matching rows (for quick comparisons while tuning).
     const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
     const chosen = only ? plan.filter((p) => only.test(p.name)) : plan;
@@ -470,8 +529,11 @@ async function main(): Promise<void> {
       return;
     }
     gridClient.close();
+    tlsGridClient.close();
   } finally {
     await proxy.stop();
+    await tlsLinkProxy.stop();
+    await tlsGrid.stop();
     for (const p of Object.values(signedProxies)) await p.stop();
     for (const p of Object.values(policyProxies)) await p.stop();
     for (const p of Object.values(storeProxies)) await p.stop();
@@ -536,6 +598,12 @@ async function main(): Promise<void> {
       `| HAProxy → 3 proxies ÷ 1 proxy (signed, Redis store) | ${(by('proxy sendTaskInput, signed, clientKey, Redis store: HAProxy') / by('proxy sendTaskInput, signed, clientKey, Redis store: 1 of')).toFixed(2)}× | reported |`,
     );
   }
+  console.log(
+    `| signed relay, grid link mutual TLS ÷ plain TCP | ${(by('proxy sendTaskInput over a mutual-TLS') / verified).toFixed(2)}× | reported |`,
+  );
+  console.log(
+    `| direct to grid, mutual TLS ÷ plain TCP (1 task) | ${(by('direct to grid over mutual TLS') / by('direct to grid over TCP (1')).toFixed(2)}× | reported |`,
+  );
   console.log(
     `| proxy single ÷ direct to grid (1 task) | ${(single / by('direct to grid over TCP (1')).toFixed(2)}× | – |`,
   );
