@@ -64,7 +64,7 @@ async function serve(argv: string[]): Promise<void> {
       ? `  WS-Security: signed requests only; responses ${proxy.responseSigning ? `signed (${proxy.responseSigning})` : 'unsigned'}`
       : '',
     devCerts
-      ? `  try:    /usr/bin/python3 test/zeep/signed_flow.py --wsdl ${proxy.wsdlUrl} --client-cert ${rel(devCerts.client!)} --client-key ${rel(devCerts.clientKey!)} --proxy-cert ${rel(devCerts.proxySigningRsa!)}`
+      ? `  try:    /usr/bin/python3 test/zeep/signed_flow.py --wsdl ${proxy.wsdlUrl} --client-cert ${rel(devCerts.client!)} --client-key ${rel(devCerts.clientKey!)} --proxy-cert ${rel(config.security.responseSigning.certFile ?? devCerts.proxySigningRsa!)}`
       : `  try:    /usr/bin/python3 -m zeep ${proxy.wsdlUrl}`,
   ]
     .filter(Boolean)
