@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../paths';
 import { loadContract } from './wsdl';
@@ -21,6 +22,18 @@ describe('soap/schema: WSDL-driven codec', () => {
       'TaskOutputPortType',
     ]);
     expect(contract.byName.get('sendTaskInputBatch')!.soapAction).to.equal(`${S}/sendTaskInputBatch`);
+  });
+
+  it('loads in JDK schema validators: no maxOccurs above their default limit of 5000', () => {
+    // A JDK SchemaFactory with secure processing (CXF schema validation, XML firewalls on Java)
+    // refuses a schema whose maxOccurs exceeds jdk.xml.maxOccurLimit; batch bounds live in config.
+    for (const file of [join(ROOT, 'schemas', 'symphony.xsd'), join(ROOT, 'wsdl', 'symphony.wsdl')]) {
+      const counts = [...readFileSync(file, 'utf8').matchAll(/maxOccurs="(\d+)"/g)].map((m) => Number(m[1]));
+      expect(
+        counts.filter((n) => n > 5000),
+        file,
+      ).to.deep.equal([]);
+    }
   });
 
   it('decodes typed values and keeps repeated elements as arrays', () => {
