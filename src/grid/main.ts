@@ -50,9 +50,15 @@ async function main(): Promise<void> {
   // Installed before the address is printed, so that no one can signal a grid without a handler.
   process.on(STATS_SIGNAL, () => process.stdout.write(formatStatsLine(grid.stats())));
   process.stdout.write(`grid listening on ${grid.address.host}:${grid.address.port}\n`);
-  console.error(
-    `[grid] transport: ${grid.transport === 'tls' ? 'TLS (client certificates required unless requireClientCert is false)' : 'plain TCP'}`,
-  );
+  // Loopback plain TCP is the quiet default (the embedded grid); anything else is worth a line.
+  if (grid.transport === 'tls')
+    console.error(
+      config.tls?.requireClientCert === false
+        ? '[grid] TLS on; client certificates are optional (requireClientCert: false)'
+        : '[grid] TLS on: clients must present a certificate its CAs vouch for',
+    );
+  else if (config.plaintext)
+    console.error('[grid] WARNING: plain TCP on a non-loopback address (plaintext: true)');
   const reloadTls = (): void => {
     const r = grid.reloadTls();
     if (r === null) return;

@@ -112,13 +112,42 @@ describe('stages/receive: method, content type and bounded body', () => {
     }
   });
 
-  it('refuses a declared Content-Length over the limit with SSP_BODY_TOO_LARGE without reading', async () => {
+  it('refuses a declared Content-Length over the limit with SSP_BODY_TOO_LARGE, keeping none of it', async () => {
     const ctx = fakeCall({ headers: { 'content-length': String(MAX + 1) }, body: '<x/>' });
     const err = await refusal(hook(ctx));
     expect(err.code).to.equal('SSP_BODY_TOO_LARGE');
     expect(err.status).to.equal(413);
     expect(err.message).to.contain(String(MAX));
     expect(ctx.raw).to.equal(undefined);
+  });
+
+  it('reads and drops the rest of a body a few times over the limit, so the client can read the 413', async () => {
+    const chunks = Array.from({ length: 3 }, () => 'q'.repeat(MAX));
+    const stream = Readable.from(chunks.map((c) => Buffer.from(c)));
+    const ctx = callOn(stream, { 'content-length': String(3 * MAX) });
+    expect((await refusal(hook(ctx))).code).to.equal('SSP_BODY_TOO_LARGE');
+    expect(stream.readableEnded, 'the whole upload was consumed').to.equal(true);
+    const streamed = Readable.from(chunks.map((c) => Buffer.from(c)));
+    expect((await refusal(hook(callOn(streamed)))).code).to.equal('SSP_BODY_TOO_LARGE');
+    expect(streamed.readableEnded).to.equal(true);
+    expect(ctx.raw).to.equal(undefined);
+  });
+
+  it('refuses a body declared far over the limit at once, reading nothing', async () => {
+    const stream = new Readable({ read() {} });
+    const ctx = callOn(stream, { 'content-length': String(100 * MAX) });
+    expect((await refusal(hook(ctx))).code).to.equal('SSP_BODY_TOO_LARGE');
+    expect(stream.readableEnded).to.equal(false);
+    stream.destroy();
+  });
+
+  it('stops dropping once the rest passes its bound, without waiting for the end', async () => {
+    const stream = new Readable({ read() {} });
+    const running = hook(callOn(stream));
+    for (let i = 0; i < 6; i++) stream.push(Buffer.alloc(MAX, 0x41));
+    expect((await refusal(running)).code).to.equal('SSP_BODY_TOO_LARGE');
+    expect(stream.readableEnded).to.equal(false);
+    stream.destroy();
   });
 
   it('accepts a declared Content-Length at the limit', async () => {
