@@ -102,6 +102,30 @@ const security = z
         watchCrls: z.boolean().default(true),
         /** Signer certificates a client may reference by issuer/serial, SKI or thumbprint. */
         signerCertFiles: z.array(z.string().min(1)).default([]),
+        /** Online revocation checking of the signing certificate (RFC 6960), after its chain is built. */
+        ocsp: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** Ask this responder for every certificate; default the OCSP URL in the certificate's AIA. */
+            responderUrl: z.url({ protocol: /^https?$/ }).optional(),
+            /**
+             * When no trustworthy answer can be had (responder down, slow, malformed or badly
+             * signed answer, status 'unknown', no responder URL): 'closed' refuses the request
+             * (SSP_WSS_REVOCATION_UNAVAILABLE, retryable; 'unknown' gives SSP_WSS_UNTRUSTED), so a
+             * revoked key can never get through, at the price of availability while the responder
+             * is out: the bank's usual choice for payment and risk traffic. 'open' accepts and logs a
+             * warning, keeping the grid reachable during a responder outage; revocation then rests
+             * on the CRLs alone, and an attacker who can block the responder can use a revoked key.
+             */
+            failMode: z.enum(['open', 'closed']).default('closed'),
+            /** Longest wait for the responder, per request to it. */
+            timeoutMs: z.number().int().min(100).max(60_000).default(3000),
+            /** Good and revoked answers are cached until their nextUpdate, but at most this long. */
+            cacheSeconds: z.number().int().min(0).max(86_400).default(300),
+            /** Send a random nonce and require the responder to echo it (RFC 8954); many responders ignore nonces. */
+            nonce: z.boolean().default(false),
+          })
+          .prefault({}),
       })
       .prefault({}),
     timestamp: z

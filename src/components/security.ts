@@ -2,6 +2,7 @@
 import type { ProxyConfig } from '../config';
 import { log } from '../log';
 import { EnvelopeSigner } from '../security/envelope-signer';
+import { OcspChecker } from '../security/ocsp';
 import { TrustStore } from '../security/truststore';
 import { WssVerifier } from '../security/verifier';
 import { envelope, type EnvelopeWriter } from '../soap/envelope';
@@ -50,8 +51,21 @@ export async function loadSecurity(
   let reloadCrls: Security['reloadCrls'] = null;
   if (sec.mode === 'wss') {
     const trust = await TrustStore.load(sec.trust, sec.algorithms);
-    verifier = new WssVerifier(trust, { ...sec.timestamp, ...sec.algorithms }, replayCache(store, sec));
-    log.info('WS-Security required', { trustAnchors: trust.anchorCount, crls: sec.trust.crlFiles.length });
+    const ocsp = sec.trust.ocsp;
+    const revocation = ocsp.enabled
+      ? new OcspChecker(ocsp, { skewSeconds: sec.timestamp.skewSeconds, allowSha1: sec.algorithms.allowSha1 })
+      : null;
+    verifier = new WssVerifier(
+      trust,
+      { ...sec.timestamp, ...sec.algorithms },
+      replayCache(store, sec),
+      revocation,
+    );
+    log.info('WS-Security required', {
+      trustAnchors: trust.anchorCount,
+      crls: sec.trust.crlFiles.length,
+      ocsp: ocsp.enabled ? { failMode: ocsp.failMode, responderUrl: ocsp.responderUrl ?? 'AIA' } : 'off',
+    });
     const reload = crlReloader(trust);
     reloadCrls = reload;
     if (sec.trust.watchCrls && trust.crlPaths.length > 0) {

@@ -177,6 +177,13 @@ export const CATALOGUE = {
     retryable: false,
     hint: 'sign with a valid certificate issued by a CA in the proxy trust store',
   },
+  SSP_WSS_REVOCATION_UNAVAILABLE: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'AuthenticationFault',
+    retryable: true,
+    hint: "the proxy could not confirm with the CA's OCSP responder that the signing certificate is not revoked, and it fails closed; retry after the indicated delay, and if this persists ask the operators to check the OCSP responder (security.trust.ocsp)",
+  },
   SSP_WSS_ALGORITHM: {
     status: 401,
     side: 'Sender',

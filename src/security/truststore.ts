@@ -1,7 +1,8 @@
 /**
  * Decides whether a signing certificate belongs to the bank: it must chain to a configured
  * trust anchor through CA certificates, be within its dates, allow digital signatures, carry a
- * strong enough key and not be listed in a configured CRL.
+ * strong enough key, not be listed in a configured CRL, and have names that the name constraints
+ * of every CA above it allow (name-constraints.ts). OCSP, when on, runs after this (ocsp.ts).
  *
  * Building a chain costs several public-key operations, so the verdict for a certificate is
  * cached (by its DER) and only the validity dates are re-checked per request. A failed verdict
@@ -13,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import * as px509 from '@peculiar/x509';
 import { GatewayError } from '../errors/catalogue';
 import { dnKey, rfc4514FromNode } from './dn';
+import { checkNameConstraints, readNameConstraints } from './name-constraints';
 
 export interface TrustConfig {
   caFiles: string[];
@@ -36,6 +38,8 @@ export interface TrustedSigner {
   /** The chain's combined validity window, re-checked on every request. */
   notBefore: number;
   notAfter: number;
+  /** The CA that issued the signer certificate (for OCSP); absent when the signer is itself an anchor. */
+  issuer?: X509Certificate;
 }
 
 type Verdict = { ok: true; signer: TrustedSigner } | { ok: false; error: GatewayError };
@@ -223,6 +227,11 @@ export class TrustStore {
     let notAfter = dateOf(leaf.validTo);
     let cur = leaf;
     let curExt = leafExt;
+    let leafIssuer: X509Certificate | undefined;
+    // The certificates below the issuer being looked at, which its name constraints govern.
+    const below: { cert: px509.X509Certificate; name: string; selfIssued: boolean }[] = [
+      { cert: leafExt, name: subject, selfIssued: false },
+    ];
     for (let depth = 0; !this.anchors.has(cur.fingerprint256); depth++) {
       if (depth >= MAX_CHAIN) throw untrusted(`the chain of ${subject} is longer than ${MAX_CHAIN}`);
       const issuer = this.issuers.find((c) => c !== cur && cur.checkIssued(c) && cur.verify(c.publicKey));
@@ -247,12 +256,19 @@ export class TrustStore {
           `${issuerName} allows ${pathLen} intermediate CA(s) below it; the chain of ${subject} has ${depth}`,
         );
       }
+      // RFC 5280 4.2.1.10, as OpenSSL does it: trust anchors' constraints count too.
+      const nc = readNameConstraints(issuerExt, issuerName);
+      if (nc) {
+        for (const b of below) if (!b.selfIssued) checkNameConstraints(nc, issuerName, b.cert, b.name);
+      }
       const crl = this.crls.get(issuer.fingerprint256);
       if (crl && crl.findRevoked(curExt)) {
         throw untrusted(`${rfc4514FromNode(cur.subject)} has been revoked by ${issuerName}`);
       }
       notBefore = Math.max(notBefore, dateOf(issuer.validFrom));
       notAfter = Math.min(notAfter, dateOf(issuer.validTo));
+      leafIssuer ??= issuer;
+      below.push({ cert: issuerExt, name: issuerName, selfIssued: issuer.checkIssued(issuer) });
       cur = issuer;
       curExt = issuerExt;
     }
@@ -264,6 +280,7 @@ export class TrustStore {
       fingerprint256: leaf.fingerprint256,
       notBefore,
       notAfter,
+      ...(leafIssuer ? { issuer: leafIssuer } : {}),
     };
   }
 }

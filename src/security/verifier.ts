@@ -10,7 +10,7 @@
  * Checks run cheapest-first and trust before cryptography, so a forged request costs string
  * comparisons and a cached trust lookup, never a chain build or canonicalization of a large
  * Body: structure → Timestamp → algorithm names → references → token → trust → key/method
- * match → SignedInfo signature → digests → replay.
+ * match → SignedInfo signature → digests → revocation (OCSP, when on) → replay.
  */
 import { createHash, timingSafeEqual, verify as cryptoVerify } from 'node:crypto';
 import { GatewayError } from '../errors/catalogue';
@@ -30,6 +30,7 @@ import {
   X509V3,
   type SignatureAlgorithm,
 } from './names';
+import type { RevocationCheck } from './ocsp';
 import type { TrustedSigner, TrustStore } from './truststore';
 import type { ClaimResult } from '../store/store';
 
@@ -152,6 +153,8 @@ export class WssVerifier {
     private readonly trust: TrustStore,
     private readonly policy: VerifierPolicy,
     private readonly replay: ReplayGuard,
+    /** Online revocation check (OCSP), run once the signature is proven; null when off. */
+    private readonly revocation: RevocationCheck | null = null,
   ) {}
 
   async verify(
@@ -238,6 +241,10 @@ export class WssVerifier {
         throw badSignature(`the digest of ${r.target.local} does not match: it changed after signing`);
       }
     }
+
+    // Last before the replay claim: it may ask a responder over the network, and only a proven
+    // signature by a trusted chain may cost that (a refusal here leaves no replay-cache entry).
+    if (this.revocation) await this.revocation.check(signer, now);
 
     const claim = await this.replay.claimOnce(
       `wss:${signatureValue}`,
