@@ -103,6 +103,12 @@ const INVALID = [
   '<a:b:c xmlns:a="urn:a"/>',
   '<:a/>',
   '<1a/>',
+  // QName parts must be NCNames: no empty, colon-holding or digit-first parts (Namespaces 1.0).
+  '<a xmlns:="urn:x"><b/></a>',
+  '<a xmlns::q="urn:x"/>',
+  '<a xmlns:a:b="urn:x"/>',
+  '<q:8-y xmlns:q="urn:q"/>',
+  '<a xmlns:q="urn:q" q:-b="1"/>',
   '<a></a >x',
   '<a b="1"',
   '<a',

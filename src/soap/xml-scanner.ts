@@ -33,6 +33,8 @@ const NAME_START =
 const NAME_CHAR = NAME_START + '\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040';
 // eslint-disable-next-line no-misleading-character-class -- ranges of combining marks, as XML defines them
 const NAME = new RegExp(`[${NAME_START}][${NAME_CHAR}]*`, 'uy');
+/** The first character of an NCName: a NameStartChar other than ':' (Namespaces in XML 1.0). */
+const NCNAME_START = new RegExp(`^[${NAME_START.slice(1)}]`, 'u');
 const SPACE = /[ \t\n]*/y;
 /** Characters XML 1.0 forbids anywhere, including unpaired surrogates. */
 const BAD_CHAR =
@@ -244,6 +246,9 @@ class Scanner {
       this.pos = end + 1;
       if (an === 'xmlns' || an.startsWith('xmlns:')) {
         const prefix = an === 'xmlns' ? '' : an.slice(6);
+        // `xmlns:` with no prefix must not pass for a default-namespace declaration.
+        if (an !== 'xmlns' && (prefix.includes(':') || !NCNAME_START.test(prefix)))
+          this.fail('malformed', `'${an}' declares a prefix that is not an NCName`);
         this.checkNsDecl(prefix, value);
         nsDecls ??= {};
         if (prefix in nsDecls) this.fail('malformed', `namespace ${an} is declared twice`);
@@ -300,7 +305,12 @@ class Scanner {
   private splitQName(qname: string): number {
     const colon = qname.indexOf(':');
     if (colon < 0) return -1;
-    if (colon === 0 || colon === qname.length - 1 || qname.indexOf(':', colon + 1) >= 0) {
+    if (
+      colon === 0 ||
+      colon === qname.length - 1 ||
+      qname.indexOf(':', colon + 1) >= 0 ||
+      !NCNAME_START.test(qname.slice(colon + 1))
+    ) {
       this.fail('malformed', `'${qname}' is not a valid qualified name`);
     }
     return colon;

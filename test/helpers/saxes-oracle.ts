@@ -6,6 +6,17 @@
 import { SaxesParser } from 'saxes';
 import type { XmlAttr, XmlElement } from '../../src/soap/xml';
 
+/**
+ * A QName part that starts with a NameChar that is not a NameStartChar (a digit, '-', '.', …):
+ * saxes lets it through, Namespaces in XML 1.0 (NCName) and libxml2 do not.
+ */
+// eslint-disable-next-line no-misleading-character-class -- ranges of combining marks, as XML defines them
+const NOT_NCNAME_START = /^[-.0-9\u00B7\u0300-\u036F\u203F-\u2040]/u;
+
+function checkNcNames(...parts: string[]): void {
+  for (const p of parts) if (NOT_NCNAME_START.test(p)) throw new Error(`'${p}' is not an NCName`);
+}
+
 export function saxesParse(text: string, allowComments = false): XmlElement {
   const parser = new SaxesParser({ xmlns: true, position: false });
   let root: XmlElement | null = null;
@@ -17,10 +28,12 @@ export function saxesParse(text: string, allowComments = false): XmlElement {
   parser.on('processinginstruction', refuse('pi'));
   if (!allowComments) parser.on('comment', refuse('comment'));
   parser.on('opentag', (tag) => {
+    checkNcNames(tag.prefix, tag.local);
     const attrs: XmlAttr[] = [];
     let nsDecls: Record<string, string> | null = null;
     for (const key in tag.attributes) {
       const a = tag.attributes[key]!;
+      checkNcNames(a.prefix, a.local);
       if (a.prefix === 'xmlns' || (a.prefix === '' && a.local === 'xmlns')) {
         nsDecls ??= {};
         nsDecls[a.prefix === 'xmlns' ? a.local : ''] = a.value;
