@@ -98,6 +98,8 @@ describe('security: OCSP against an openssl ocsp responder', function () {
   const responders: Responder[] = [];
   const quietConsole: winston.transport[] = [];
 
+  /** A fresh unencrypted EC P-256 key, for `openssl req`. */
+  const NEW_EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   const openssl = (...args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   };
@@ -105,21 +107,7 @@ describe('security: OCSP against an openssl ocsp responder', function () {
   /** An EC P-256 key and a certificate for it signed by `ca` (files <name>.key/.pem) with `ext` lines. */
   function issue(name: string, subject: string, serial: string, ext: string[], ca = 'ca'): void {
     writeFileSync(f(`${name}.ext`), ['[x]', ...ext, ''].join('\n'));
-    openssl(
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      subject,
-    );
+    openssl('req', '-new', ...NEW_EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
     openssl(
       'x509',
       '-req',
@@ -146,11 +134,7 @@ describe('security: OCSP against an openssl ocsp responder', function () {
     openssl(
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+      ...NEW_EC_KEY,
       '-keyout',
       `${name}.key`,
       '-out',
