@@ -12,6 +12,8 @@ import { Resources } from './components/resources';
 import { loadSecurity, type CrlReload } from './components/security';
 import { openStore } from './components/store';
 import type { ProxyConfig } from './config';
+import { Lifetimes } from './lifetime/lifetimes';
+import { Reaper } from './lifetime/reaper';
 import { log } from './log';
 import { AuditLog } from './observability/audit-log';
 import { ProxyMetrics } from './observability/metrics';
@@ -66,11 +68,16 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     ? res.add('audit trail', await AuditLog.open(config.audit.file), (a) => a.close())
     : null;
   const security = await loadSecurity(config, store, res);
+  const lifetimes = new Lifetimes(store, config.lifetime);
+  const reaper = new Reaper(store, router, lifetimes, metrics, config.lifetime);
+  reaper.start();
+  res.add('lifetime reaper', reaper, (r) => r.stop());
   const operations = bindOperations(
     contract.operations,
     operationTable({
       router,
       store,
+      lifetimes,
       maxTasksPerBatch: config.limits.maxTasksPerBatch,
       reliability: config.reliability,
     }),

@@ -283,6 +283,33 @@ export const configSchema = z
         clusters: z.array(cluster).default([]),
       })
       .prefault({}),
+    lifetime: z
+      .object({
+        /** An unused session is closed on the grid this long after its last call; 0: never. */
+        sessionIdleMs: z.number().int().min(0).default(86_400_000),
+        /** An unused connection is closed on the grid this long after its last call; 0: never. */
+        connectionIdleMs: z.number().int().min(0).default(86_400_000),
+        /** What an idle session becomes: destroyed, or detached so that its owner may open it again. */
+        onSessionExpiry: z.enum(['destroy', 'detach']).default('destroy'),
+        /** Idle times per application, overriding the two above. */
+        applications: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1),
+              sessionIdleMs: z.number().int().min(0).optional(),
+              connectionIdleMs: z.number().int().min(0).optional(),
+            }),
+          )
+          .default([]),
+        /** How often each proxy looks for resources whose time has come. */
+        sweepIntervalMs: z.number().int().min(10).max(600_000).default(1000),
+        /**
+         * How long a proxy holds a termination it took on; if it dies meanwhile, another proxy
+         * takes it over after this. Longer than a grid call may take (the cluster's requestTimeoutMs).
+         */
+        claimLeaseMs: z.number().int().min(100).max(3_600_000).default(60_000),
+      })
+      .prefault({}),
     limits: z
       .object({
         maxDepth: z.number().int().min(4).max(1000).default(64),

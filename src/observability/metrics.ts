@@ -22,6 +22,7 @@ export class ProxyMetrics {
   readonly policyLastReloadFailed: Gauge;
   readonly policyLastReloadTime: Gauge;
   readonly policyServiceVersions: Gauge;
+  readonly terminations: Counter<'kind' | 'cause' | 'outcome'>;
 
   constructor(gridStatus: () => { cluster: string; connected: number }[]) {
     const registers = [this.registry];
@@ -87,6 +88,12 @@ export class ProxyMetrics {
     this.policyServiceVersions = new Gauge({
       name: 'ssp_policy_service_versions',
       help: 'Service versions in the policy in effect',
+      registers,
+    });
+    this.terminations = new Counter({
+      name: 'ssp_resource_terminations_total',
+      help: 'Connections and sessions ended by this proxy because their lifetime ran out, by kind, cause (idle) and outcome (destroyed, detached, gone: the grid no longer knew it, retry: the grid could not be reached and another sweep will try)',
+      labelNames: ['kind', 'cause', 'outcome'],
       registers,
     });
   }

@@ -34,10 +34,11 @@ function candidates(router: GridRouter, ctx: ResolvedCall, args: ConnectArgs): s
   return [wanted];
 }
 
-export function connectionHandlers({ router, store }: OperationDeps): {
+export function connectionHandlers(deps: OperationDeps): {
   connect: Handler<ConnectArgs, { connectionId: string }>;
   closeConnection: Handler<ConnectionIdArgs, Record<string, never>>;
 } {
+  const { router, store, lifetimes } = deps;
   return {
     async connect(args: ConnectArgs, ctx) {
       const clusters = candidates(router, ctx, args);
@@ -80,6 +81,7 @@ export function connectionHandlers({ router, store }: OperationDeps): {
               .catch(() => undefined);
             throw e;
           }
+          await lifetimes.started('connection', reply.connectionId, args.applicationName);
           return { connectionId: reply.connectionId };
         } catch (e) {
           // Only a cluster that could not be reached is skipped: a timeout may have connected.
@@ -91,7 +93,7 @@ export function connectionHandlers({ router, store }: OperationDeps): {
     },
 
     async closeConnection(args: ConnectionIdArgs, ctx) {
-      const rec = await ownedConnection(store, ctx, args.connectionId);
+      const rec = await ownedConnection(deps, ctx, args.connectionId);
       try {
         await router.call(ctx, rec.cluster, 'closeConnection', { connectionId: args.connectionId });
       } catch (e) {
@@ -99,10 +101,12 @@ export function connectionHandlers({ router, store }: OperationDeps): {
         // out) keeps the record, so that the client's retry can still close it.
         if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION') {
           await store.deleteConnection(args.connectionId);
+          await lifetimes.ended('connection', args.connectionId);
         }
         throw e;
       }
       await store.deleteConnection(args.connectionId);
+      await lifetimes.ended('connection', args.connectionId);
       return {};
     },
   };

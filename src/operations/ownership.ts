@@ -1,7 +1,11 @@
 /** Looks up a connection or session record and checks that the caller owns it. */
 import { GatewayError } from '../errors/catalogue';
 import type { ResolvedCall } from '../pipeline/context';
-import type { ConnectionRecord, SessionRecord, StateStore } from '../store/store';
+import type { ConnectionRecord, SessionRecord } from '../store/store';
+import type { OperationDeps } from './deps';
+
+/** What a lookup needs: the records, and the idle leases that each use pushes forward. */
+export type ResourceAccess = Pick<OperationDeps, 'store' | 'lifetimes'>;
 
 /** An id made at one service version is used only there: its SLA and endpoint apply to it. */
 export function checkVersion(ctx: ResolvedCall, kind: string, id: string, at: string | undefined): void {
@@ -15,7 +19,7 @@ export function checkVersion(ctx: ResolvedCall, kind: string, id: string, at: st
 }
 
 export async function ownedConnection(
-  store: StateStore,
+  { store, lifetimes }: ResourceAccess,
   ctx: ResolvedCall,
   id: string,
 ): Promise<ConnectionRecord> {
@@ -25,15 +29,21 @@ export async function ownedConnection(
     throw new GatewayError('SSP_NOT_OWNER', `connection ${id} belongs to another consumer`);
   }
   checkVersion(ctx, 'connection', id, rec.serviceVersion);
+  lifetimes.touch('connection', id, rec.application);
   return rec;
 }
 
-export async function ownedSession(store: StateStore, ctx: ResolvedCall, id: string): Promise<SessionRecord> {
+export async function ownedSession(
+  { store, lifetimes }: ResourceAccess,
+  ctx: ResolvedCall,
+  id: string,
+): Promise<SessionRecord> {
   const rec = await store.getSession(id);
   if (!rec) throw new GatewayError('SSP_UNKNOWN_SESSION', `session ${id} is unknown or closed`);
   if (rec.owner !== ctx.consumer.id) {
     throw new GatewayError('SSP_NOT_OWNER', `session ${id} belongs to another consumer`);
   }
   checkVersion(ctx, 'session', id, rec.serviceVersion);
+  lifetimes.touch('session', id, rec.application);
   return rec;
 }

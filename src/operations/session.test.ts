@@ -68,12 +68,14 @@ describe('operations/session: createSession, openSession, closeSession, getSessi
   after(() => h?.close());
 
   describe('createSession', () => {
-    it('returns a session id recorded with its owner, connection and cluster', async () => {
+    it('returns a session id recorded with its owner, connection, cluster and application', async () => {
       const { connectionId, sessionId } = await createSession('client-a');
       expect(await h.store.getSession(sessionId)).to.deep.equal({
         cluster: 'default',
         owner: 'client-a',
         connectionId,
+        // Its idle time may be set per application (lifetime.applications).
+        application: 'echo',
       });
     });
 

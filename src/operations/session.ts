@@ -19,19 +19,21 @@ function sessionOf(conn: ConnectionRecord, ctx: ResolvedCall, connectionId: stri
     cluster: conn.cluster,
     owner: ctx.consumer.id,
     connectionId,
+    application: conn.application,
     ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
   };
 }
 
-export function sessionHandlers({ router, store }: OperationDeps): {
+export function sessionHandlers(deps: OperationDeps): {
   createSession: Handler<CreateSessionArgs, { sessionId: string }>;
   openSession: Handler<OpenSessionArgs, { sessionId: string }>;
   closeSession: Handler<CloseSessionArgs, Record<string, never>>;
   getSessionStatus: Handler<SessionIdArgs, { sessionStatus: Record<string, unknown> }>;
 } {
+  const { router, store, lifetimes } = deps;
   return {
     async createSession(args: CreateSessionArgs, ctx) {
-      const conn = await ownedConnection(store, ctx, args.connectionId);
+      const conn = await ownedConnection(deps, ctx, args.connectionId);
       const key = ctx.clientKey;
       const reply = await router.call(
         ctx,
@@ -47,11 +49,12 @@ export function sessionHandlers({ router, store }: OperationDeps): {
         { retrySafe: key !== undefined && router.client(conn.cluster).supports('request-keys') },
       );
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
+      await lifetimes.started('session', reply.sessionId, conn.application);
       return { sessionId: reply.sessionId };
     },
 
     async openSession(args: OpenSessionArgs, ctx) {
-      const conn = await ownedConnection(store, ctx, args.connectionId);
+      const conn = await ownedConnection(deps, ctx, args.connectionId);
       const prev = await store.getSession(args.sessionId);
       if (prev && prev.owner !== ctx.consumer.id) {
         throw new GatewayError('SSP_NOT_OWNER', `session ${args.sessionId} belongs to another consumer`);
@@ -69,11 +72,12 @@ export function sessionHandlers({ router, store }: OperationDeps): {
         sessionId: args.sessionId,
       });
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
+      await lifetimes.started('session', reply.sessionId, conn.application);
       return { sessionId: reply.sessionId };
     },
 
     async closeSession(args: CloseSessionArgs, ctx) {
-      const rec = await ownedSession(store, ctx, args.sessionId);
+      const rec = await ownedSession(deps, ctx, args.sessionId);
       const mode = args.closeFlags === 'DetachOnClose' ? CloseMode.DETACH : CloseMode.DESTROY;
       try {
         await router.call(ctx, rec.cluster, 'closeSession', { sessionId: args.sessionId, mode });
@@ -82,20 +86,23 @@ export function sessionHandlers({ router, store }: OperationDeps): {
           // Gone on the grid (destroyed elsewhere, or expired while detached): so are its leases.
           await store.deleteSession(args.sessionId);
           await store.dropOutputs(args.sessionId);
+          await lifetimes.ended('session', args.sessionId);
         }
         throw e;
       }
       // A detached session keeps its record (and leased outputs) so that its owner can
       // openSession it later.
+      // Its idle lease keeps running: a detached session nobody opens again is reaped in time.
       if (mode === CloseMode.DESTROY) {
         await store.deleteSession(args.sessionId);
         await store.dropOutputs(args.sessionId);
+        await lifetimes.ended('session', args.sessionId);
       }
       return {};
     },
 
     async getSessionStatus(args: SessionIdArgs, ctx) {
-      const rec = await ownedSession(store, ctx, args.sessionId);
+      const rec = await ownedSession(deps, ctx, args.sessionId);
       const s = await router.call(ctx, rec.cluster, 'sessionStatus', { sessionId: args.sessionId });
       return {
         sessionStatus: {

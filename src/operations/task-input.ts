@@ -18,10 +18,11 @@ function toTask(t: TaskSubmissionAttributes): TaskInput {
   return { tag: t.tag ?? '', priority: t.taskPriority ?? 1, payload };
 }
 
-export function taskInputHandlers({ router, store, maxTasksPerBatch }: OperationDeps): {
+export function taskInputHandlers(deps: OperationDeps): {
   sendTaskInput: Handler<SendTaskInputArgs, TaskIdReply>;
   sendTaskInputBatch: Handler<SendTaskInputBatchArgs, TaskIdReply>;
 } {
+  const { router, maxTasksPerBatch } = deps;
   /** With a client key the grid de-duplicates, so a send may be retried on another socket. */
   async function send(ctx: ResolvedCall, cluster: string, sessionId: string, tasks: TaskInput[]) {
     const submitKey = ctx.clientKey;
@@ -37,7 +38,7 @@ export function taskInputHandlers({ router, store, maxTasksPerBatch }: Operation
 
   return {
     async sendTaskInput(args: SendTaskInputArgs, ctx) {
-      const rec = await ownedSession(store, ctx, args.sessionId);
+      const rec = await ownedSession(deps, ctx, args.sessionId);
       const reply = await send(ctx, rec.cluster, args.sessionId, [toTask(args.taskSubmissionAttributes)]);
       return { taskId: reply.taskIds[0] };
     },
@@ -50,7 +51,7 @@ export function taskInputHandlers({ router, store, maxTasksPerBatch }: Operation
           `a batch may hold at most ${maxTasksPerBatch} tasks; this one has ${n}`,
         );
       }
-      const rec = await ownedSession(store, ctx, args.sessionId);
+      const rec = await ownedSession(deps, ctx, args.sessionId);
       const reply = await send(ctx, rec.cluster, args.sessionId, args.taskSubmissionAttributes.map(toTask));
       return { taskId: reply.taskIds };
     },

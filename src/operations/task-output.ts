@@ -73,10 +73,11 @@ function render(o: TaskOutput): TaskOutputItem & { tag: string | undefined } {
   };
 }
 
-export function taskOutputHandlers({ router, store, reliability }: OperationDeps): {
+export function taskOutputHandlers(deps: OperationDeps): {
   fetchTaskOutput: Handler<FetchTaskOutputArgs, FetchReply>;
   acknowledgeTaskOutput: Handler<AcknowledgeTaskOutputArgs, Record<string, never>>;
 } {
+  const { router, store, reliability } = deps;
   return {
     /**
      * Lapsed leases first, then the grid. A leased fetch stores what the grid handed out
@@ -84,7 +85,7 @@ export function taskOutputHandlers({ router, store, reliability }: OperationDeps
      * before the store write the grid takes its outputs back, after it the lease has them.
      */
     async fetchTaskOutput(args: FetchTaskOutputArgs, ctx) {
-      const rec = await ownedSession(store, ctx, args.sessionId);
+      const rec = await ownedSession(deps, ctx, args.sessionId);
       const leaseMs = args.leaseMillis === undefined ? 0 : Math.min(args.leaseMillis, reliability.maxLeaseMs);
       const start = await store.beginFetch({
         sessionId: args.sessionId,
@@ -146,7 +147,7 @@ export function taskOutputHandlers({ router, store, reliability }: OperationDeps
     },
 
     async acknowledgeTaskOutput(args: AcknowledgeTaskOutputArgs, ctx) {
-      await ownedSession(store, ctx, args.sessionId);
+      await ownedSession(deps, ctx, args.sessionId);
       await store.acknowledge(args.sessionId, args.deliveryToken);
       return {};
     },

@@ -4,6 +4,7 @@ import { operationTable, type OperationTable } from '../operations/table';
 import { isDecodedFields, type DecodedFields } from '../soap/schema';
 import type { OperationInfo } from '../soap/wsdl';
 import { parseXml } from '../soap/xml';
+import { Lifetimes, NEVER_IDLE } from '../lifetime/lifetimes';
 import { MemoryStore } from '../store/memory-store';
 import { op, testContract } from '../../test/helpers/in-process';
 import {
@@ -30,9 +31,11 @@ const ALL = [
 ];
 
 function table(): OperationTable {
+  const store = new MemoryStore();
   return operationTable({
     router: new GridRouter([], 'default'),
-    store: new MemoryStore(),
+    store,
+    lifetimes: new Lifetimes(store, NEVER_IDLE),
     maxTasksPerBatch: 100,
     reliability: { clientKeyTtlMs: 60_000, maxLeaseMs: 60_000, gridHoldMs: 1000 },
   });

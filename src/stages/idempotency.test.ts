@@ -9,6 +9,7 @@ import type { AnsweredCall, ResolvedCall } from '../pipeline/context';
 import { bindOperations, type BoundOperation } from '../pipeline/operation';
 import { isDecodedFields, type DecodedFields } from '../soap/schema';
 import { parseXml } from '../soap/xml';
+import { Lifetimes, NEVER_IDLE } from '../lifetime/lifetimes';
 import { MemoryStore } from '../store/memory-store';
 import { StoreUnavailableError, type RememberedReply } from '../store/store';
 import { fakeCall, op, testContract } from '../../test/helpers/in-process';
@@ -16,11 +17,13 @@ import { answerRetries, rememberAnswer, scopedClientKey } from './idempotency';
 
 const TTL = 60_000;
 
+const tableStore = new MemoryStore();
 const operations = bindOperations(
   testContract().operations,
   operationTable({
     router: new GridRouter([], 'default'),
-    store: new MemoryStore(),
+    store: tableStore,
+    lifetimes: new Lifetimes(tableStore, NEVER_IDLE),
     maxTasksPerBatch: 100,
     reliability: { clientKeyTtlMs: TTL, maxLeaseMs: 60_000, gridHoldMs: 1000 },
   }),

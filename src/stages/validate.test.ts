@@ -10,6 +10,7 @@ import { bindOperations, type BoundOperation, type TaskOutputItem } from '../pip
 import { PolicyManager } from '../policy/policy-manager';
 import { isDecodedFields, type DecodedFields } from '../soap/schema';
 import { parseXml } from '../soap/xml';
+import { Lifetimes, NEVER_IDLE } from '../lifetime/lifetimes';
 import { MemoryStore } from '../store/memory-store';
 import { fakeCall, op, testContract } from '../../test/helpers/in-process';
 import { validateInputs, validateOutputs } from './validate';
@@ -19,11 +20,13 @@ const V1 = '/services/MathServer/V1';
 const V2 = '/services/MathServer/V2';
 const NS_V1 = 'urn:example:mathserver:v1';
 
+const tableStore = new MemoryStore();
 const operations = bindOperations(
   testContract().operations,
   operationTable({
     router: new GridRouter([], 'default'),
-    store: new MemoryStore(),
+    store: tableStore,
+    lifetimes: new Lifetimes(tableStore, NEVER_IDLE),
     maxTasksPerBatch: 100,
     reliability: { clientKeyTtlMs: 60_000, maxLeaseMs: 60_000, gridHoldMs: 1000 },
   }),

@@ -53,6 +53,8 @@ export class MemoryStore implements StateStore {
   private readonly replies = new Expiring<RememberedReply>();
   private readonly leases = new MemoryLeases();
   private readonly rates = new RateWindows();
+  private readonly dueAt = new Map<string, number>();
+  private readonly claimedUntil = new Map<string, number>();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);
@@ -103,6 +105,33 @@ export class MemoryStore implements StateStore {
   async dropOutputs(sessionId: string): Promise<void> {
     this.leases.drop(sessionId);
   }
+  async scheduleTermination(key: string, atMs: number | null): Promise<void> {
+    this.claimedUntil.delete(key);
+    if (atMs === null) this.dueAt.delete(key);
+    else this.dueAt.set(key, atMs);
+  }
+  async terminationOf(key: string): Promise<number | null> {
+    return this.dueAt.get(key) ?? null;
+  }
+  async claimTerminations(nowMs: number, leaseMs: number, max: number): Promise<string[]> {
+    const out: string[] = [];
+    for (const [key, until] of this.claimedUntil) {
+      if (out.length >= max) break;
+      if (until <= nowMs) out.push(key);
+    }
+    for (const [key, at] of this.dueAt) {
+      if (out.length >= max) break;
+      if (at <= nowMs) {
+        this.dueAt.delete(key);
+        out.push(key);
+      }
+    }
+    for (const key of out) this.claimedUntil.set(key, nowMs + leaseMs);
+    return out;
+  }
+  async finishTermination(key: string): Promise<void> {
+    this.claimedUntil.delete(key);
+  }
   async admit(limits: RateLimit[]): Promise<RateDecision> {
     return this.rates.admit(limits);
   }
@@ -112,5 +141,7 @@ export class MemoryStore implements StateStore {
     this.leases.clear();
     this.connections.clear();
     this.sessions.clear();
+    this.dueAt.clear();
+    this.claimedUntil.clear();
   }
 }

@@ -237,3 +237,42 @@ export const ACKNOWLEDGE_SCRIPT = `${LEASE_HELPERS}
 release(KEYS[1], KEYS[2], ARGV[1])
 return 1
 `;
+
+/**
+ * Schedules (ARGV[2] = time in ms) or cancels (ARGV[2] = '') a resource's termination, and ties
+ * the resource's record to it: the record expires ARGV[3] ms from now (a grace period past the
+ * termination, so that the reaper still finds it).
+ * KEYS: due zset, claimed zset, the record. ARGV: resource key, time, record ttl.
+ */
+export const SCHEDULE_TERMINATION_SCRIPT = `
+redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+return 1
+`;
+
+/**
+ * Claims terminations: first claims whose holder let the lease lapse, then due ones, up to max;
+ * each is moved to (or kept in) the claimed zset until now + lease.
+ * KEYS: due zset, claimed zset. ARGV: now ms, lease ms, max.
+ */
+export const CLAIM_TERMINATIONS_SCRIPT = `
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local untilMs = now + tonumber(ARGV[2])
+local out = {}
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)) do
+  out[#out + 1] = k
+end
+if #out < max then
+  for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max - #out)) do
+    redis.call('ZREM', KEYS[1], k)
+    out[#out + 1] = k
+  end
+end
+for _, k in ipairs(out) do redis.call('ZADD', KEYS[2], untilMs, k) end
+return out
+`;

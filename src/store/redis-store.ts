@@ -7,7 +7,14 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { log } from '../log';
-import { ACKNOWLEDGE_SCRIPT, ADMIT_SCRIPT, BEGIN_FETCH_SCRIPT, LEASE_OUTPUTS_SCRIPT } from './redis-scripts';
+import {
+  ACKNOWLEDGE_SCRIPT,
+  ADMIT_SCRIPT,
+  BEGIN_FETCH_SCRIPT,
+  CLAIM_TERMINATIONS_SCRIPT,
+  LEASE_OUTPUTS_SCRIPT,
+  SCHEDULE_TERMINATION_SCRIPT,
+} from './redis-scripts';
 import {
   StoreUnavailableError,
   type ClaimResult,
@@ -42,6 +49,9 @@ interface ScriptCommands {
   /** Two keys, fixed: the session's lease and output hashes. */
   sspLeaseOutputs(...keysAndArgs: string[]): Promise<unknown>;
   sspAcknowledge(...keysAndArgs: string[]): Promise<unknown>;
+  /** Three keys, fixed: the due and claimed termination zsets, and the resource's record. */
+  sspScheduleTermination(...keysAndArgs: string[]): Promise<unknown>;
+  sspClaimTerminations(...keysAndArgs: string[]): Promise<unknown>;
 }
 
 const DEFAULT_OUTPUT_RETENTION_MS = 24 * 3600_000;
@@ -52,6 +62,13 @@ const DEFAULT_OUTPUT_RETENTION_MS = 24 * 3600_000;
  */
 const RECORD_CACHE_MS = 5000;
 const RECORD_CACHE_MAX = 10000;
+
+/**
+ * A record outlives its scheduled termination by this much, so that the reaper still finds it
+ * after an outage of every proxy; past it the record goes by itself, and the store never keeps
+ * a resource that nothing will end.
+ */
+const RECORD_GRACE_MS = 24 * 3600_000;
 
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2000;
@@ -148,6 +165,8 @@ export class RedisStore implements StateStore {
     client.defineCommand('sspBeginFetch', { lua: BEGIN_FETCH_SCRIPT });
     client.defineCommand('sspLeaseOutputs', { lua: LEASE_OUTPUTS_SCRIPT, numberOfKeys: 2 });
     client.defineCommand('sspAcknowledge', { lua: ACKNOWLEDGE_SCRIPT, numberOfKeys: 2 });
+    client.defineCommand('sspScheduleTermination', { lua: SCHEDULE_TERMINATION_SCRIPT, numberOfKeys: 3 });
+    client.defineCommand('sspClaimTerminations', { lua: CLAIM_TERMINATIONS_SCRIPT, numberOfKeys: 2 });
     this.scripts = client as unknown as ScriptCommands;
     client.on('error', (e: unknown) => {
       this.lastError = e;
@@ -336,6 +355,59 @@ export class RedisStore implements StateStore {
 
   private leaseKeys(sessionId: string): string[] {
     return [`${this.prefix}lease:${sessionId}`, `${this.prefix}out:${sessionId}`];
+  }
+
+  private terminationKeys(): [string, string] {
+    return [`${this.prefix}term:due`, `${this.prefix}term:claimed`];
+  }
+
+  /** The record a resource key stands for (session:{id} → sess:{id}), so that it expires with it. */
+  private recordKeyOf(key: string): string {
+    const colon = key.indexOf(':');
+    const kind = key.slice(0, colon);
+    const id = key.slice(colon + 1);
+    if (kind === 'session') return `${this.prefix}sess:${id}`;
+    if (kind === 'connection') return `${this.prefix}conn:${id}`;
+    return `${this.prefix}none:${key}`;
+  }
+
+  async scheduleTermination(key: string, atMs: number | null): Promise<void> {
+    const ttl = atMs === null ? 0 : Math.max(1, Math.ceil(atMs - Date.now() + RECORD_GRACE_MS));
+    await this.call('schedule termination', () =>
+      this.scripts.sspScheduleTermination(
+        ...this.terminationKeys(),
+        this.recordKeyOf(key),
+        key,
+        atMs === null ? '' : String(Math.round(atMs)),
+        String(ttl),
+      ),
+    );
+  }
+
+  async terminationOf(key: string): Promise<number | null> {
+    const score = await this.call('termination time', () =>
+      this.client.zscore(this.terminationKeys()[0], key),
+    );
+    return score === null ? null : Number(score);
+  }
+
+  async claimTerminations(nowMs: number, leaseMs: number, max: number): Promise<string[]> {
+    const reply = await this.call('claim terminations', () =>
+      this.scripts.sspClaimTerminations(
+        ...this.terminationKeys(),
+        String(Math.round(nowMs)),
+        String(Math.max(1, Math.ceil(leaseMs))),
+        String(Math.max(0, Math.floor(max))),
+      ),
+    );
+    if (!Array.isArray(reply) || !reply.every((v) => typeof v === 'string')) {
+      throw new StoreUnavailableError(`Redis store at ${this.where}: unexpected claim-terminations reply`);
+    }
+    return reply as string[];
+  }
+
+  async finishTermination(key: string): Promise<void> {
+    await this.call('finish termination', () => this.client.zrem(this.terminationKeys()[1], key));
   }
 
   async admit(limits: RateLimit[]): Promise<RateDecision> {

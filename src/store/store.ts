@@ -15,6 +15,8 @@ export interface SessionRecord {
   owner: string;
   connectionId: string;
   serviceVersion?: string;
+  /** The connection's application (records written before it was kept lack it). */
+  application?: string;
 }
 
 /** One limit taking part in a rate decision. */
@@ -113,6 +115,21 @@ export interface StateStore {
   acknowledge(sessionId: string, token: string): Promise<void>;
   /** Forgets a destroyed session's leased outputs. */
   dropOutputs(sessionId: string): Promise<void>;
+  /**
+   * Schedules the end of a resource (`session:{id}`, `connection:{id}`) at `atMs`, replacing any
+   * earlier schedule or claim on it; null cancels it. The lifetime reaper acts on it when due.
+   */
+  scheduleTermination(key: string, atMs: number | null): Promise<void>;
+  /** When a resource is scheduled to end, or null (nothing scheduled, or being carried out). */
+  terminationOf(key: string): Promise<number | null>;
+  /**
+   * Hands out up to `max` terminations due at `nowMs`, each claimed for `leaseMs`, so that one
+   * proxy of the farm acts on each. A claim not finished within its lease (the proxy that held
+   * it died) is handed out again.
+   */
+  claimTerminations(nowMs: number, leaseMs: number, max: number): Promise<string[]>;
+  /** Ends a claim once carried out. A resource scheduled again meanwhile stays scheduled. */
+  finishTermination(key: string): Promise<void>;
   /**
    * One atomic decision over all limits: either the request is admitted and counted in every
    * limit, or it is refused and counted in none (refused requests never use up a quota).

@@ -11,6 +11,7 @@ import type { GridConfigInput } from '../../src/grid/config';
 import type { Grid } from '../../src/grid/server';
 import { startTestGrid as startGridOnLoopback } from '../grid/helpers';
 import type { AuditLog } from '../../src/observability/audit-log';
+import { Lifetimes, NEVER_IDLE, type LifetimeConfig } from '../../src/lifetime/lifetimes';
 import { ProxyMetrics } from '../../src/observability/metrics';
 import { operationTable } from '../../src/operations/table';
 import { ROOT } from '../../src/paths';
@@ -118,6 +119,8 @@ export interface HarnessOptions {
   audit?: AuditLog;
   store?: StateStore;
   maxTasksPerBatch?: number;
+  /** Idle leases (default: nothing lapses). */
+  lifetime?: LifetimeConfig;
   /** Changes the declared phases before the pipeline is made (for example to add a probe hook). */
   phases?: (p: Phases) => Phases;
 }
@@ -126,6 +129,7 @@ export interface Harness {
   grid: Grid;
   router: GridRouter;
   store: StateStore;
+  lifetimes: Lifetimes;
   metrics: ProxyMetrics;
   operations: Map<string, BoundOperation>;
   deps: PipelineDeps;
@@ -158,9 +162,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const store = opts.store ?? new MemoryStore();
   const metrics = new ProxyMetrics(() => router.status());
   const reliability = { clientKeyTtlMs: 60_000, maxLeaseMs: 60_000, gridHoldMs: 5_000 };
+  const lifetimes = new Lifetimes(store, opts.lifetime ?? NEVER_IDLE);
   const operations = bindOperations(
     testContract().operations,
-    operationTable({ router, store, maxTasksPerBatch: opts.maxTasksPerBatch ?? 1000, reliability }),
+    operationTable({
+      router,
+      store,
+      lifetimes,
+      maxTasksPerBatch: opts.maxTasksPerBatch ?? 1000,
+      reliability,
+    }),
   );
   const write = opts.write ?? plainEnvelope;
   const deps: PipelineDeps = {
@@ -185,6 +196,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     grid,
     router,
     store,
+    lifetimes,
     metrics,
     operations,
     deps,

@@ -1,5 +1,6 @@
 /** The shared store against a real redis-server: records, replay claims, exact rate limits, outages. */
 import { expect } from 'chai';
+import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -132,6 +133,25 @@ describe('RedisStore (real redis-server)', function () {
       const third = await open();
       expect(await third.getConnection('c1')).to.equal(undefined);
       expect(await third.getSession('s1')).to.equal(undefined);
+    });
+
+    it('ties a record to its scheduled termination: it expires a grace period after it, never sooner', async () => {
+      const s = await open();
+      const raw = new Redis(redis!.url);
+      try {
+        await s.putSession('s-ttl', { cluster: 'default', owner: 'CN=Client A', connectionId: 'c' });
+        expect(await raw.pttl(`${opts.keyPrefix}sess:s-ttl`), 'no lifetime yet: no expiry').to.equal(-1);
+        const at = Date.now() + 60_000;
+        await s.scheduleTermination('session:s-ttl', at);
+        const ttl = await raw.pttl(`${opts.keyPrefix}sess:s-ttl`);
+        // 24 h of grace beyond the termination, so that the reaper still finds the record.
+        expect(ttl).to.be.within(60_000 + 24 * 3600_000 - 5000, 60_000 + 24 * 3600_000);
+        await s.putConnection('c-ttl', { cluster: 'default', owner: 'CN=Client A', application: 'echo' });
+        await s.scheduleTermination('connection:c-ttl', Date.now() + 1000);
+        expect(await raw.pttl(`${opts.keyPrefix}conn:c-ttl`)).to.be.above(24 * 3600_000 - 5000);
+      } finally {
+        raw.disconnect();
+      }
     });
 
     it('claims a key once until its ttl passes, across stores', async () => {

@@ -110,6 +110,69 @@ function contract(name: string, h: Harness): void {
       await store.close();
     });
 
+    describe('terminations (the lifetime reaper)', () => {
+      const NOW = 1_900_000_000_000;
+
+      it('hands out what is due, once, and nothing that is not due yet', async () => {
+        await store.scheduleTermination('session:a', NOW - 1);
+        await store.scheduleTermination('session:b', NOW);
+        await store.scheduleTermination('connection:c', NOW + 60_000);
+        expect(await store.terminationOf('connection:c')).to.equal(NOW + 60_000);
+        expect(sorted(await store.claimTerminations(NOW, LONG_MS, 10))).to.deep.equal([
+          'session:a',
+          'session:b',
+        ]);
+        expect(await store.claimTerminations(NOW, LONG_MS, 10)).to.deep.equal([]);
+        expect(await store.terminationOf('session:a'), 'claimed: no longer scheduled').to.equal(null);
+        expect(await store.claimTerminations(NOW + 60_000, LONG_MS, 10)).to.deep.equal(['connection:c']);
+      });
+
+      it('hands a claim out again when its holder lets the lease lapse, and never once finished', async () => {
+        await store.scheduleTermination('session:a', NOW);
+        await store.scheduleTermination('session:b', NOW);
+        expect(sorted(await store.claimTerminations(NOW, 1000, 10))).to.deep.equal([
+          'session:a',
+          'session:b',
+        ]);
+        await store.finishTermination('session:b');
+        expect(await store.claimTerminations(NOW + 999, 1000, 10), 'lease still running').to.deep.equal([]);
+        expect(await store.claimTerminations(NOW + 1000, 1000, 10), 'the holder died').to.deep.equal([
+          'session:a',
+        ]);
+        await store.finishTermination('session:a');
+        expect(await store.claimTerminations(NOW + 10_000, 1000, 10)).to.deep.equal([]);
+      });
+
+      it('a new schedule replaces a pending one or a claim; null cancels', async () => {
+        await store.scheduleTermination('session:a', NOW);
+        await store.scheduleTermination('session:a', NOW + 5000);
+        expect(await store.claimTerminations(NOW, LONG_MS, 10)).to.deep.equal([]);
+        expect(await store.claimTerminations(NOW + 5000, 1000, 10)).to.deep.equal(['session:a']);
+        // Rescheduled while claimed (SetTerminationTime during a reap): the claim ends, the schedule stays.
+        await store.scheduleTermination('session:a', NOW + 9000);
+        await store.finishTermination('session:a');
+        expect(await store.claimTerminations(NOW + 7000, 1000, 10)).to.deep.equal([]);
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 9000);
+        await store.scheduleTermination('session:a', null);
+        expect(await store.terminationOf('session:a')).to.equal(null);
+        expect(await store.claimTerminations(NOW + 100_000, 1000, 10)).to.deep.equal([]);
+      });
+
+      it('honours max, leaving the rest for the next claim', async () => {
+        for (let i = 0; i < 5; i++) await store.scheduleTermination(`session:${i}`, NOW - i);
+        const first = await store.claimTerminations(NOW, LONG_MS, 3);
+        expect(first).to.have.length(3);
+        const second = await store.claimTerminations(NOW, LONG_MS, 3);
+        expect(sorted([...first, ...second])).to.deep.equal([
+          'session:0',
+          'session:1',
+          'session:2',
+          'session:3',
+          'session:4',
+        ]);
+      });
+    });
+
     describe('claimOnce', () => {
       it('claims a new key, answers resend to the same tag and taken to another', async () => {
         const key = `nonce-${randomUUID()}`;

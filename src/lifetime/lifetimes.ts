@@ -1,0 +1,114 @@
+/**
+ * Idle leases of connections and sessions. Every resource a client opens is scheduled to end in
+ * the shared store (StateStore.scheduleTermination) one idle period after it was last used; the
+ * reaper (reaper.ts) closes on the grid whatever comes due, so an abandoned session does not hold
+ * grid capacity, and its records leave the store, for ever.
+ */
+import { log } from '../log';
+import type { StateStore } from '../store/store';
+
+export type ResourceKind = 'session' | 'connection';
+
+export interface LifetimeConfig {
+  /** Idle time after which an unused session is closed on the grid; 0: never. */
+  sessionIdleMs: number;
+  /** Idle time after which an unused connection is closed on the grid; 0: never. */
+  connectionIdleMs: number;
+  /** Per application, overriding the two above. */
+  applications: { name: string; sessionIdleMs?: number | undefined; connectionIdleMs?: number | undefined }[];
+}
+
+/** Nothing lapses: for embedders and tests that manage lifetimes themselves. */
+export const NEVER_IDLE: LifetimeConfig = { sessionIdleMs: 0, connectionIdleMs: 0, applications: [] };
+
+export function resourceKey(kind: ResourceKind, id: string): string {
+  return `${kind}:${id}`;
+}
+
+/** The kind and id of a resource key, or null for a key this version does not know. */
+export function parseResourceKey(key: string): { kind: ResourceKind; id: string } | null {
+  const colon = key.indexOf(':');
+  const kind = key.slice(0, colon);
+  const id = key.slice(colon + 1);
+  if (colon <= 0 || id === '' || (kind !== 'session' && kind !== 'connection')) return null;
+  return { kind, id };
+}
+
+/** A lease is pushed forward at most this often (as a share of the idle time) per proxy and resource. */
+const TOUCH_EVERY = 0.1;
+/** Resources whose last push this proxy remembers; the oldest are forgotten first. */
+const TOUCH_MEMORY = 100_000;
+
+export class Lifetimes {
+  private readonly lastPush = new Map<string, number>();
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly config: LifetimeConfig,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The idle time of a resource of this kind and application; 0 means it never lapses. */
+  idleMs(kind: ResourceKind, application: string | undefined): number {
+    const app =
+      application === undefined ? undefined : this.config.applications.find((a) => a.name === application);
+    const own = kind === 'session' ? app?.sessionIdleMs : app?.connectionIdleMs;
+    return own ?? (kind === 'session' ? this.config.sessionIdleMs : this.config.connectionIdleMs);
+  }
+
+  /** A resource was opened: its first idle period starts. Failure is the caller's (the call fails). */
+  async started(kind: ResourceKind, id: string, application: string | undefined): Promise<void> {
+    const idle = this.idleMs(kind, application);
+    if (idle <= 0) return;
+    const key = resourceKey(kind, id);
+    const now = this.now();
+    await this.store.scheduleTermination(key, now + idle);
+    this.remember(key, now);
+  }
+
+  /**
+   * A resource was used: its lease moves to one idle period from now. Cheap on the hot path: the
+   * store is written at most once per tenth of the idle time per proxy, and a failed write only
+   * shortens the lease, so it never fails the client's call.
+   */
+  touch(kind: ResourceKind, id: string, application: string | undefined): void {
+    const idle = this.idleMs(kind, application);
+    if (idle <= 0) return;
+    const key = resourceKey(kind, id);
+    const now = this.now();
+    const last = this.lastPush.get(key);
+    if (last !== undefined && now - last < idle * TOUCH_EVERY) return;
+    this.remember(key, now);
+    this.store.scheduleTermination(key, now + idle).catch((e: unknown) => {
+      this.lastPush.delete(key);
+      log.warn('could not extend an idle lease; it is tried again on the next call', {
+        resource: kind,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    });
+  }
+
+  /** A resource was closed by its client: nothing is left to end. */
+  async ended(kind: ResourceKind, id: string): Promise<void> {
+    const key = resourceKey(kind, id);
+    this.lastPush.delete(key);
+    try {
+      await this.store.scheduleTermination(key, null);
+    } catch (e) {
+      // The reaper finds no record when the time comes and just forgets the entry.
+      log.warn('could not cancel the idle lease of a closed resource; the reaper will drop it', {
+        resource: kind,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+
+  private remember(key: string, now: number): void {
+    this.lastPush.delete(key);
+    if (this.lastPush.size >= TOUCH_MEMORY) {
+      const oldest = this.lastPush.keys().next();
+      if (!oldest.done) this.lastPush.delete(oldest.value);
+    }
+    this.lastPush.set(key, now);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Carries out the terminations that come due (lifetimes.ts): each sweep claims due resources in
+ * the shared store with a lease, so that exactly one proxy of the farm acts on each, and a claim
+ * whose proxy dies before it is done is handed to another one after its lease.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CloseMode } from '../backend/protocol';
+import type { GridRouter } from '../backend/grid-router';
+import { GatewayError } from '../errors/catalogue';
+import { log } from '../log';
+import type { ProxyMetrics } from '../observability/metrics';
+import type { StateStore } from '../store/store';
+import { parseResourceKey, type Lifetimes } from './lifetimes';
+
+export interface ReaperOptions {
+  /** How often to look for due terminations. */
+  sweepIntervalMs: number;
+  /** How long a claimed termination is this proxy's; then another proxy may take it over. */
+  claimLeaseMs: number;
+  /** What an idle session becomes: destroyed, or detached so that its owner may open it again. */
+  onSessionExpiry: 'destroy' | 'detach';
+  /** Terminations taken per sweep. */
+  batch?: number;
+}
+
+/** How long stop() waits for a grid call in flight before it leaves the claim to lapse. */
+const STOP_WAIT_MS = 2000;
+
+export type Outcome = 'destroyed' | 'detached' | 'gone' | 'retry';
+
+export class Reaper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly router: GridRouter,
+    private readonly lifetimes: Lifetimes,
+    private readonly metrics: ProxyMetrics | null,
+    private readonly opts: ReaperOptions,
+  ) {}
+
+  start(): void {
+    const tick = (): void => {
+      if (this.stopped || this.running) return;
+      this.running = this.sweep()
+        .catch((e: unknown) => {
+          // A store outage: the due entries stay where they are for the next sweep.
+          log.warn('lifetime sweep failed; it runs again', {
+            error: e instanceof Error ? e.message : String(e),
+          });
+        })
+        .then(() => {
+          this.running = null;
+        });
+    };
+    this.timer = setInterval(tick, this.opts.sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  /** One sweep: claims what is due now and ends each; resolves with what happened to each. */
+  async sweep(now = Date.now()): Promise<{ key: string; outcome: Outcome }[]> {
+    const keys = await this.store.claimTerminations(now, this.opts.claimLeaseMs, this.opts.batch ?? 100);
+    const done: { key: string; outcome: Outcome }[] = [];
+    for (const key of keys) {
+      // Stopping: what is left lapses and is carried out by another sweep, here or elsewhere.
+      if (this.stopped) break;
+      const outcome = await this.terminate(key);
+      // A claim left unfinished comes back to a sweep (here or on another proxy) after its lease.
+      if (outcome !== 'retry') await this.store.finishTermination(key);
+      done.push({ key, outcome });
+    }
+    return done;
+  }
+
+  private async terminate(key: string): Promise<Outcome> {
+    const r = parseResourceKey(key);
+    if (!r) {
+      log.warn('unknown entry in the termination schedule dropped', { key });
+      return 'gone';
+    }
+    const timing = { gridMs: 0 };
+    try {
+      const outcome =
+        r.kind === 'session' ? await this.endSession(r.id, timing) : await this.endConnection(r.id, timing);
+      this.metrics?.terminations.inc({ kind: r.kind, cause: 'idle', outcome });
+      if (outcome !== 'gone') log.info('idle resource ended', { resource: r.kind, outcome });
+      return outcome;
+    } catch (e) {
+      this.metrics?.terminations.inc({ kind: r.kind, cause: 'idle', outcome: 'retry' });
+      log.warn('could not end an idle resource; another sweep will try', {
+        resource: r.kind,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      return 'retry';
+    }
+  }
+
+  private async endSession(id: string, timing: { gridMs: number }): Promise<Outcome> {
+    const rec = await this.store.getSession(id);
+    if (!rec) return 'gone';
+    const detach = this.opts.onSessionExpiry === 'detach';
+    try {
+      await this.router.call(timing, rec.cluster, 'closeSession', {
+        sessionId: id,
+        mode: detach ? CloseMode.DETACH : CloseMode.DESTROY,
+      });
+    } catch (e) {
+      if (!(e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION')) throw e;
+      await this.forgetSession(id);
+      return 'gone';
+    }
+    if (detach) {
+      // Kept for its owner's openSession; if nobody comes back, the next period finds it gone.
+      await this.lifetimes.started('session', id, rec.application);
+      return 'detached';
+    }
+    await this.forgetSession(id);
+    return 'destroyed';
+  }
+
+  private async forgetSession(id: string): Promise<void> {
+    await this.store.deleteSession(id);
+    await this.store.dropOutputs(id);
+  }
+
+  private async endConnection(id: string, timing: { gridMs: number }): Promise<Outcome> {
+    const rec = await this.store.getConnection(id);
+    if (!rec) return 'gone';
+    try {
+      await this.router.call(timing, rec.cluster, 'closeConnection', { connectionId: id });
+    } catch (e) {
+      if (!(e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION')) throw e;
+      await this.store.deleteConnection(id);
+      return 'gone';
+    }
+    await this.store.deleteConnection(id);
+    return 'destroyed';
+  }
+
+  /** Stops sweeping; waits briefly for the resource being ended (unfinished claims lapse). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.running) await Promise.race([this.running, sleep(STOP_WAIT_MS, undefined, { ref: false })]);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Idle leases across a farm: two proxy processes share one redis-server and one grid. A session
+ * opened through the first proxy outlives that proxy's SIGKILL: the second one ends it on the
+ * grid when its idle time comes, once.
+ */
+import { expect } from 'chai';
+import { requestGridStats } from '../../src/grid/stats-probe';
+import { eventually } from '../grid/helpers';
+import { requirePeer } from '../helpers/peers';
+import {
+  proxyConfig,
+  spawnGrid,
+  startProxyProcess,
+  type GridProcess,
+  type ProxyProcess,
+} from '../helpers/processes';
+import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
+import { envelope11, op, pick, postSoap } from '../helpers/soap-http';
+
+const IDLE_MS = 1500;
+
+async function call(url: string, body: string): Promise<string> {
+  const r = await postSoap(url, envelope11(body));
+  expect(r.status, r.text.slice(0, 600)).to.equal(200);
+  return r.text;
+}
+
+describe('ha: an idle session is ended by another proxy after the one that opened it is killed', function () {
+  this.timeout(60000);
+  let redis: RedisProcess | undefined;
+  let grid: GridProcess | undefined;
+  const proxies: ProxyProcess[] = [];
+
+  before(async function () {
+    requirePeer(this, 'redis-server', hasRedis(), 'apt-get install redis-server');
+    redis = await startRedis();
+    grid = await spawnGrid(['--port', '0']);
+    for (let i = 0; i < 2; i++) {
+      proxies.push(
+        await startProxyProcess(
+          proxyConfig([grid.address], '', {
+            store: { kind: 'redis', redis: { url: redis.url, keyPrefix: 'lifetime:' } },
+            lifetime: { sessionIdleMs: IDLE_MS, connectionIdleMs: IDLE_MS, sweepIntervalMs: 100 },
+          }),
+        ),
+      );
+    }
+  });
+  after(async () => {
+    for (const p of proxies) await p.stop();
+    await grid?.stop();
+    await redis?.stop();
+  });
+
+  it('reaps the session and connection on the grid, and counts it once across the farm', async () => {
+    const [first, second] = proxies as [ProxyProcess, ProxyProcess];
+    const c = await call(
+      first.url,
+      op(
+        'connect',
+        '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+      ),
+    );
+    const s = await call(
+      first.url,
+      op('createSession', `<sym:connectionId>${pick(c, 'connectionId')}</sym:connectionId>`),
+    );
+    const sessionId = pick(s, 'sessionId')!;
+    await call(second.url, op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`));
+    expect(await requestGridStats(grid!.child)).to.include({ sessions: 1, connections: 1 });
+
+    await first.stop('SIGKILL');
+    const reaped = await eventually(async () => {
+      const stats = await requestGridStats(grid!.child);
+      return stats.sessions === 0 && stats.connections === 0;
+    }, 10_000);
+    expect(reaped, 'the surviving proxy ended both on the grid').to.equal(true);
+
+    const metrics = await (await fetch(`${second.adminUrl!}/metrics`)).text();
+    expect(metrics).to.match(
+      /ssp_resource_terminations_total\{kind="session",cause="idle",outcome="destroyed"\} 1\b/,
+    );
+    expect(metrics).to.match(
+      /ssp_resource_terminations_total\{kind="connection",cause="idle",outcome="destroyed"\} 1\b/,
+    );
+    const late = await postSoap(
+      second.url,
+      envelope11(op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`)),
+    );
+    expect(late.text).to.contain('SSP_UNKNOWN_SESSION');
+  });
+});
