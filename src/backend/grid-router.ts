@@ -58,16 +58,21 @@ export class GridRouter {
     clusters: ClusterConfig[],
     readonly defaultCluster: string,
   ) {
+    // All TLS material is read first: a bad file fails the start before any socket is opened.
     for (const c of clusters) {
-      const material = c.tls
-        ? new TlsMaterial({
-            certFile: c.tls.certFile,
-            keyFile: c.tls.keyFile,
-            caFiles: c.tls.caFiles,
-            minVersion: c.tls.minVersion,
-          })
-        : null;
-      if (material) this.tlsByCluster.set(c.name, material);
+      if (!c.tls) continue;
+      this.tlsByCluster.set(
+        c.name,
+        new TlsMaterial({
+          certFile: c.tls.certFile,
+          keyFile: c.tls.keyFile,
+          caFiles: c.tls.caFiles,
+          minVersion: c.tls.minVersion,
+        }),
+      );
+    }
+    for (const c of clusters) {
+      const material = this.tlsByCluster.get(c.name);
       const client = new GridClient({
         name: c.name,
         addresses: c.addresses,

@@ -156,6 +156,31 @@ describe('backend/grid-tls: mutual TLS on the grid link', function () {
       });
     });
 
+    it('a TLS file that cannot be read fails the start, naming it, before any socket is opened', () => {
+      const cluster = (name: string, certFile: string) => ({
+        name,
+        urls: [],
+        addresses: ['127.0.0.1:1'],
+        sharedSecret: '',
+        poolSize: 1,
+        connectTimeoutMs: 100,
+        requestTimeoutMs: 100,
+        plaintext: false,
+        tls: {
+          caFiles: proxyFiles.caFiles,
+          certFile,
+          keyFile: proxyFiles.keyFile,
+          pinnedFingerprints256: [],
+          minVersion: 'TLSv1.3' as const,
+          watch: false,
+        },
+      });
+      expect(
+        () =>
+          new GridRouter([cluster('a', proxyFiles.certFile), cluster('b', join(dir, 'missing.pem'))], 'a'),
+      ).to.throw(/cannot read the certificate .*missing\.pem/);
+    });
+
     it('knows loopback when it sees it, and trusts no other name to be', () => {
       for (const h of ['127.0.0.1', '127.8.9.10', '::1', '[::1]', 'localhost', 'LOCALHOST'])
         expect(isLoopbackHost(h), h).to.equal(true);

@@ -56,14 +56,24 @@ export class Lifetimes {
     return own ?? (kind === 'session' ? this.config.sessionIdleMs : this.config.connectionIdleMs);
   }
 
-  /** A resource was opened: its first idle period starts. Failure is the caller's (the call fails). */
+  /**
+   * A resource was opened: its first idle period starts. A store failure here does not fail the
+   * call (the resource exists on the grid by now): the next call on it schedules it instead.
+   */
   async started(kind: ResourceKind, id: string, application: string | undefined): Promise<void> {
     const idle = this.idleMs(kind, application);
     if (idle <= 0) return;
     const key = resourceKey(kind, id);
     const now = this.now();
-    await this.store.scheduleTermination(key, now + idle);
-    this.remember(key, now);
+    try {
+      await this.store.scheduleTermination(key, now + idle);
+      this.remember(key, now);
+    } catch (e) {
+      log.warn('could not start an idle lease; the next call on the resource starts it', {
+        resource: kind,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 
   /**
