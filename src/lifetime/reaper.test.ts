@@ -191,6 +191,32 @@ describe('lifetime: idle connections and sessions are ended on the grid, once', 
     expect(h.grid.stats()).to.include({ connections: 0, sessions: 0 });
   });
 
+  it('a store outage is logged once, not every sweep, and its end is logged too', async () => {
+    let down = true;
+    const store = new MemoryStore();
+    const flaky = Object.assign(Object.create(store) as MemoryStore, {
+      claimTerminations: (now: number, lease: number, max: number): Promise<string[]> =>
+        down ? Promise.reject(new Error('store unreachable')) : store.claimTerminations(now, lease, max),
+    });
+    const said: string[] = [];
+    const { warn, info } = log;
+    log.warn = ((m: string) => (said.push(`warn: ${m}`), log)) as typeof log.warn;
+    log.info = ((m: string) => (said.push(`info: ${m}`), log)) as typeof log.info;
+    const r = new Reaper(flaky, h.router, new Lifetimes(flaky, IDLE), null, { ...REAP, sweepIntervalMs: 10 });
+    try {
+      r.start();
+      await new Promise((res) => setTimeout(res, 120));
+      down = false;
+      await new Promise((res) => setTimeout(res, 60));
+    } finally {
+      await r.stop();
+      log.warn = warn;
+      log.info = info;
+    }
+    expect(said.filter((m) => m.startsWith('warn: lifetime sweep failed'))).to.have.length(1);
+    expect(said).to.include('info: lifetime sweeps work again');
+  });
+
   it('drops an entry it does not understand', async () => {
     const store = new MemoryStore();
     await store.scheduleTermination('bogus', 1);

@@ -32,6 +32,7 @@ export class Reaper {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
+  private failing = false;
 
   constructor(
     private readonly store: StateStore,
@@ -45,12 +46,22 @@ export class Reaper {
     const tick = (): void => {
       if (this.stopped || this.running) return;
       this.running = this.sweep()
-        .catch((e: unknown) => {
-          // A store outage: the due entries stay where they are for the next sweep.
-          log.warn('lifetime sweep failed; it runs again', {
-            error: e instanceof Error ? e.message : String(e),
-          });
-        })
+        .then(
+          () => {
+            if (this.failing) log.info('lifetime sweeps work again');
+            this.failing = false;
+          },
+          (e: unknown) => {
+            // A store outage: the due entries stay where they are for the next sweep. Said once,
+            // not every sweepIntervalMs.
+            if (!this.failing) {
+              log.warn('lifetime sweep failed; sweeps go on and will say when they work again', {
+                error: e instanceof Error ? e.message : String(e),
+              });
+            }
+            this.failing = true;
+          },
+        )
         .then(() => {
           this.running = null;
         });
