@@ -406,7 +406,94 @@ export function loadConfig(
     const fromFile = doc.toJS() as unknown;
     if (fromFile && typeof fromFile === 'object') tree = deepMerge(tree, fromFile as Tree);
   }
-  return parseConfig(applyEnv(tree, env));
+  const fileTree = structuredClone(tree);
+  const config = parseConfig(applyEnv(tree, env));
+  // zod drops keys it does not know; a misspelt key would then change nothing, silently.
+  const unknown = [
+    ...unknownKeys(fileTree, config),
+    ...envPaths(env)
+      .filter((path) => path.length > 1 && !hasPath(config, path))
+      .map((path) => `${path.join('.')} (from SSP_${path.map(snake).join('__')})`),
+  ];
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      unknown.map((k) => {
+        const hint = suggest(k.split(' ')[0]!, config);
+        return `${k}: is not a configuration key${hint ? `; did you mean ${hint}?` : ''} (README, configuration reference)`;
+      }),
+    );
+  }
+  return config;
+}
+
+/** Key paths present in what was given but absent from what the schema kept. */
+function unknownKeys(given: unknown, kept: unknown, prefix = ''): string[] {
+  if (Array.isArray(given) && Array.isArray(kept)) {
+    return given.flatMap((g, i) => unknownKeys(g, kept[i], `${prefix}.${i}`));
+  }
+  if (!isTree(given) || !isTree(kept)) return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(given)) {
+    if (v === undefined) continue;
+    const path = prefix === '' ? k : `${prefix}.${k}`;
+    if (!(k in kept)) out.push(path);
+    else out.push(...unknownKeys(v, kept[k], path));
+  }
+  return out;
+}
+
+function isTree(v: unknown): v is Tree {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The paths of SSP_ variables. One-segment names (SSP_PROXY1_PORT: no `__`) are left out:
+ * docs/haproxy.cfg's variables share the prefix, and the proxy ignores them.
+ */
+function envPaths(env: NodeJS.ProcessEnv): string[][] {
+  return Object.keys(env)
+    .filter((k) => k.startsWith('SSP_') && env[k] !== undefined)
+    .map((k) => k.slice(4).split('__').map(camel));
+}
+
+function hasPath(tree: unknown, path: string[]): boolean {
+  let node: unknown = tree;
+  for (const key of path) {
+    if (Array.isArray(node) && /^\d+$/.test(key)) node = node[Number(key)];
+    else if (isTree(node) && key in node) node = node[key];
+    else return false;
+  }
+  return true;
+}
+
+function snake(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+}
+
+/** A known key at the same level within two edits of the unknown one. */
+function suggest(path: string, config: unknown): string | undefined {
+  const parts = path.split('.');
+  const last = parts.pop()!;
+  let node: unknown = config;
+  for (const key of parts)
+    node = Array.isArray(node) ? node[Number(key)] : isTree(node) ? node[key] : undefined;
+  if (!isTree(node)) return undefined;
+  const near = Object.keys(node).find((k) => editDistance(k.toLowerCase(), last.toLowerCase()) <= 2);
+  return near === undefined ? undefined : [...parts, near].join('.');
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j]!;
+      row[j] = Math.min(up + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length]!;
 }
 
 function deepMerge(a: Tree, b: Tree): Tree {
