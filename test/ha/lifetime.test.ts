@@ -15,15 +15,9 @@ import {
   type ProxyProcess,
 } from '../helpers/processes';
 import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
-import { envelope11, op, pick, postSoap } from '../helpers/soap-http';
+import { callOk, envelope11, op, openSessionAt, postSoap } from '../helpers/soap-http';
 
 const IDLE_MS = 1500;
-
-async function call(url: string, body: string): Promise<string> {
-  const r = await postSoap(url, envelope11(body));
-  expect(r.status, r.text.slice(0, 600)).to.equal(200);
-  return r.text;
-}
 
 describe('ha: an idle session is ended by another proxy after the one that opened it is killed', function () {
   this.timeout(60000);
@@ -54,19 +48,8 @@ describe('ha: an idle session is ended by another proxy after the one that opene
 
   it('reaps the session and connection on the grid, and counts it once across the farm', async () => {
     const [first, second] = proxies as [ProxyProcess, ProxyProcess];
-    const c = await call(
-      first.url,
-      op(
-        'connect',
-        '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
-      ),
-    );
-    const s = await call(
-      first.url,
-      op('createSession', `<sym:connectionId>${pick(c, 'connectionId')}</sym:connectionId>`),
-    );
-    const sessionId = pick(s, 'sessionId')!;
-    await call(second.url, op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`));
+    const { sessionId } = await openSessionAt(first.url);
+    await callOk(second.url, op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`));
     expect(await requestGridStats(grid!.child)).to.include({ sessions: 1, connections: 1 });
 
     await first.stop('SIGKILL');

@@ -42,3 +42,27 @@ export function pick(xml: string, local: string): string | undefined {
 export function op(name: string, inner: string): string {
   return `<sym:${name} xmlns:sym="${SYM}">${inner}</sym:${name}>`;
 }
+
+/** Posts a SOAP 1.1 call that must succeed (HTTP 200); returns the reply text. */
+export async function callOk(url: string, body: string): Promise<string> {
+  const r = await postSoap(url, envelope11(body));
+  if (r.status !== 200) throw new Error(`expected HTTP 200, got ${r.status}: ${r.text.slice(0, 600)}`);
+  return r.text;
+}
+
+/** connect (application echo) + createSession through `url`, unsigned; returns both ids. */
+export async function openSessionAt(url: string): Promise<{ connectionId: string; sessionId: string }> {
+  const c = await callOk(
+    url,
+    op(
+      'connect',
+      '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+    ),
+  );
+  const connectionId = pick(c, 'connectionId');
+  if (!connectionId) throw new Error(`connect answered no connectionId: ${c.slice(0, 600)}`);
+  const s = await callOk(url, op('createSession', `<sym:connectionId>${connectionId}</sym:connectionId>`));
+  const sessionId = pick(s, 'sessionId');
+  if (!sessionId) throw new Error(`createSession answered no sessionId: ${s.slice(0, 600)}`);
+  return { connectionId, sessionId };
+}

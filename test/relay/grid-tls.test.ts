@@ -18,13 +18,7 @@ import {
   type GridProcess,
   type ProxyProcess,
 } from '../helpers/processes';
-import { envelope11, op, pick, postSoap } from '../helpers/soap-http';
-
-async function call(url: string, body: string): Promise<string> {
-  const r = await postSoap(url, envelope11(body));
-  expect(r.status, r.text.slice(0, 600)).to.equal(200);
-  return r.text;
-}
+import { callOk, op, openSessionAt, pick } from '../helpers/soap-http';
 
 function submit(sessionId: string, texts: string[]): string {
   const tasks = texts
@@ -40,7 +34,7 @@ function submit(sessionId: string, texts: string[]): string {
 async function outputs(url: string, sessionId: string, want: number): Promise<string[]> {
   const seen: string[] = [];
   for (let i = 0; i < 20 && seen.length < want; i++) {
-    const text = await call(
+    const text = await callOk(
       url,
       op(
         'fetchTaskOutput',
@@ -138,19 +132,8 @@ describe('relay: the grid link over mutual TLS, reloaded without dropping the se
   });
 
   it('relays a session through, and keeps it across a grid certificate renewal and a proxy one', async () => {
-    const c = await call(
-      proxy.url,
-      op(
-        'connect',
-        '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
-      ),
-    );
-    const s = await call(
-      proxy.url,
-      op('createSession', `<sym:connectionId>${pick(c, 'connectionId')}</sym:connectionId>`),
-    );
-    const sessionId = pick(s, 'sessionId')!;
-    await call(proxy.url, submit(sessionId, ['before-1', 'before-2']));
+    const { sessionId } = await openSessionAt(proxy.url);
+    await callOk(proxy.url, submit(sessionId, ['before-1', 'before-2']));
     expect(await outputs(proxy.url, sessionId, 2)).to.deep.equal(['before-1', 'before-2']);
 
     // The grid's certificate is renewed and the grid told with SIGHUP: new handshakes get it.
@@ -181,9 +164,9 @@ describe('relay: the grid link over mutual TLS, reloaded without dropping the se
     );
 
     // The session opened before both renewals carries on through the same proxy and grid.
-    await call(proxy.url, submit(sessionId, ['after-1', 'after-2', 'after-3']));
+    await callOk(proxy.url, submit(sessionId, ['after-1', 'after-2', 'after-3']));
     expect(await outputs(proxy.url, sessionId, 3)).to.deep.equal(['after-1', 'after-2', 'after-3']);
-    const status = await call(
+    const status = await callOk(
       proxy.url,
       op('getSessionStatus', `<sym:sessionId>${sessionId}</sym:sessionId>`),
     );

@@ -14,7 +14,7 @@ import {
   type GridProcess,
   type ProxyProcess,
 } from '../helpers/processes';
-import { envelope11, op, pick, postSoap } from '../helpers/soap-http';
+import { envelope11, op, openSessionAt, pick, postSoap } from '../helpers/soap-http';
 
 const WSA = 'http://www.w3.org/2005/08/addressing';
 
@@ -60,21 +60,7 @@ async function call(url: string, xml: string): Promise<string> {
 }
 
 async function openSession(url: string): Promise<string> {
-  const c = await call(
-    url,
-    envelope11(
-      op(
-        'connect',
-        '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
-      ),
-    ),
-  );
-  const connectionId = pick(c, 'connectionId')!;
-  const s = await call(
-    url,
-    envelope11(op('createSession', `<sym:connectionId>${connectionId}</sym:connectionId>`)),
-  );
-  return pick(s, 'sessionId')!;
+  return (await openSessionAt(url)).sessionId;
 }
 
 async function status(url: string, sessionId: string): Promise<{ tasks: number; ready: number }> {
