@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import { expect } from 'chai';
-import { webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,56 +8,14 @@ import * as asn1 from '@peculiar/asn1-x509';
 import * as px509 from '@peculiar/x509';
 import { GatewayError } from '../errors/catalogue';
 import { TrustStore } from './truststore';
+import { mint, type Minted, type MintSpec } from '../../test/helpers/mint';
 
-/** A certificate minted with @peculiar/x509 on WebCrypto (P-256 keys: fast to make). */
-interface Minted {
-  cert: px509.X509Certificate;
-  keys: webcrypto.CryptoKeyPair;
-}
-
-const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-let serial = 0x1000;
-
-async function mint(o: {
-  subject: string;
-  issuer?: Minted;
-  ca?: boolean;
-  san?: px509.JsonGeneralNames;
-  nc?: asn1.NameConstraints;
-  ncCritical?: boolean;
-}): Promise<Minted> {
-  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const ski = await px509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto);
-  const issuerSki = o.issuer?.cert.getExtension(px509.SubjectKeyIdentifierExtension)?.keyId ?? ski.keyId;
-  const extensions: px509.Extension[] = [
-    new px509.BasicConstraintsExtension(o.ca === true, undefined, true),
-    new px509.KeyUsagesExtension(
-      o.ca
-        ? px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign
-        : px509.KeyUsageFlags.digitalSignature,
-      true,
-    ),
-    ski,
-    new px509.AuthorityKeyIdentifierExtension(issuerSki),
-  ];
-  if (o.san) extensions.push(new px509.SubjectAlternativeNameExtension(o.san));
-  if (o.nc)
-    extensions.push(new px509.Extension('2.5.29.30', o.ncCritical ?? true, AsnConvert.serialize(o.nc)));
-  const cert = await px509.X509CertificateGenerator.create(
-    {
-      serialNumber: (++serial).toString(16),
-      subject: o.subject,
-      issuer: o.issuer ? o.issuer.cert.subject : o.subject,
-      notBefore: new Date(Date.now() - 3600_000),
-      notAfter: new Date(Date.now() + 86_400_000),
-      publicKey: keys.publicKey,
-      signingKey: (o.issuer?.keys ?? keys).privateKey,
-      signingAlgorithm: EC,
-      extensions,
-    },
-    webcrypto,
-  );
-  return { cert, keys };
+/** A certificate with name constraints (critical unless said otherwise). */
+function mintNc(o: MintSpec & { nc?: asn1.NameConstraints; ncCritical?: boolean }): Promise<Minted> {
+  const extra = o.nc
+    ? [new px509.Extension('2.5.29.30', o.ncCritical ?? true, AsnConvert.serialize(o.nc))]
+    : [];
+  return mint({ ...o, extra });
 }
 
 type Base = { dns: string } | { email: string } | { ip: string } | { dn: string } | { uri: string };
@@ -113,14 +70,14 @@ async function judge(leaf: Minted, anchor: Minted, intermediates: Minted[] = [])
 }
 
 const leafUnder = (issuer: Minted, subject: string, san?: px509.JsonGeneralNames): Promise<Minted> =>
-  mint({ subject, issuer, ...(san ? { san } : {}) });
+  mintNc({ subject, issuer, ...(san ? { san } : {}) });
 
 describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function () {
   this.timeout(30_000);
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('dNSName: a CA permitted bank.example vouches for grid.bank.example, not for evil.example', async () => {
-    const root = await mint({
+    const root = await mintNc({
       subject: 'O=Bank, CN=DNS Root',
       ca: true,
       nc: nameConstraints([{ dns: 'bank.example' }]),
@@ -147,12 +104,12 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
   });
 
   it('excluded dNSName on the root binds a leaf two levels down, through an unconstrained intermediate', async () => {
-    const root = await mint({
+    const root = await mintNc({
       subject: 'O=Bank, CN=Excl Root',
       ca: true,
       nc: nameConstraints([], [{ dns: 'hr.bank.example' }]),
     });
-    const team = await mint({ subject: 'O=Bank, CN=Team CA', issuer: root, ca: true });
+    const team = await mintNc({ subject: 'O=Bank, CN=Team CA', issuer: root, ca: true });
     const hr = await leafUnder(team, 'O=Bank, CN=hr', [{ type: 'dns', value: 'pay.hr.bank.example' }]);
     const grid = await leafUnder(team, 'O=Bank, CN=grid', [{ type: 'dns', value: 'grid.bank.example' }]);
     expect(await judge(hr, root, [team])).to.match(
@@ -162,12 +119,12 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
   });
 
   it('directoryName: subject DNs (of the leaf and of intermediates) must lie under the permitted DN', async () => {
-    const root = await mint({
+    const root = await mintNc({
       subject: 'O=Bank, CN=DN Root',
       ca: true,
       nc: nameConstraints([{ dn: 'O=Bank, OU=Grid' }]),
     });
-    const gridCa = await mint({ subject: 'O=Bank, OU=Grid, CN=Grid CA', issuer: root, ca: true });
+    const gridCa = await mintNc({ subject: 'O=Bank, OU=Grid, CN=Grid CA', issuer: root, ca: true });
     const good = await leafUnder(gridCa, 'O=bank, OU=grid, CN=client-1'); // caseIgnoreMatch
     const otherOu = await leafUnder(gridCa, 'O=Bank, OU=HR, CN=client-2');
     expect(await judge(good, root, [gridCa])).to.equal('trusted');
@@ -175,13 +132,13 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
       /may not vouch for CN=client-2,OU=HR,O=Bank: its directoryName 'CN=client-2,OU=HR,O=Bank' is outside the permitted subtrees 'OU=Grid,O=Bank'/,
     );
     // An intermediate outside the subtree is caught even when its leaf would fit.
-    const hrCa = await mint({ subject: 'O=Bank, OU=HR, CN=HR CA', issuer: root, ca: true });
+    const hrCa = await mintNc({ subject: 'O=Bank, OU=HR, CN=HR CA', issuer: root, ca: true });
     const underHr = await leafUnder(hrCa, 'O=Bank, OU=Grid, CN=client-3');
     expect(await judge(underHr, root, [hrCa])).to.match(/may not vouch for CN=HR CA,OU=HR,O=Bank/);
   });
 
   it('rfc822Name: SAN addresses and the subject emailAddress attribute', async () => {
-    const root = await mint({
+    const root = await mintNc({
       subject: 'O=Bank, CN=Mail Root',
       ca: true,
       nc: nameConstraints(
@@ -208,7 +165,7 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
   });
 
   it('iPAddress: permitted 10.0.0.0/8, excluded 10.66.0.0/16, IPv6 never inside an IPv4 subtree', async () => {
-    const root = await mint({
+    const root = await mintNc({
       subject: 'O=Bank, CN=IP Root',
       ca: true,
       nc: nameConstraints([{ ip: '10.0.0.0/8' }, { ip: '2001:db8::/32' }], [{ ip: '10.66.0.0/16' }]),
@@ -226,7 +183,7 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
   });
 
   it('refuses a chain whose CA has critical constraints of a form the proxy cannot evaluate (URI)', async () => {
-    const critical = await mint({
+    const critical = await mintNc({
       subject: 'O=Bank, CN=URI Root',
       ca: true,
       nc: nameConstraints([{ uri: '.bank.example' }]),
@@ -236,7 +193,7 @@ describe('security/truststore: name constraints (RFC 5280 4.2.1.10)', function (
       'SSP_WSS_UNTRUSTED: CN=URI Root,O=Bank has critical permitted name constraints on uniformResourceIdentifier names, which the proxy cannot evaluate; its chain is refused',
     );
     // Non-critical (itself against RFC 5280): the forms we cannot evaluate are ignored, the rest still bind.
-    const lax = await mint({
+    const lax = await mintNc({
       subject: 'O=Bank, CN=Lax Root',
       ca: true,
       nc: nameConstraints([{ uri: '.bank.example' }, { dns: 'bank.example' }]),

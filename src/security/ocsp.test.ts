@@ -1,10 +1,9 @@
 import 'reflect-metadata';
 import { expect } from 'chai';
-import { createHash, KeyObject, sign, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, KeyObject, sign } from 'node:crypto';
 import * as ocsp from '@peculiar/asn1-ocsp';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import * as asn1 from '@peculiar/asn1-x509';
-import * as px509 from '@peculiar/x509';
 import { parseConfig } from '../config';
 import { GatewayError } from '../errors/catalogue';
 import { log, setLogLevel } from '../log';
@@ -17,54 +16,7 @@ import {
   type ResponseExpectation,
 } from './ocsp';
 import type { TrustedSigner } from './truststore';
-
-interface Minted {
-  cert: px509.X509Certificate;
-  x509: X509Certificate;
-  keys: webcrypto.CryptoKeyPair;
-}
-
-const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-let serial = 0x2000;
-
-async function mint(o: {
-  subject: string;
-  issuer?: Minted;
-  ca?: boolean;
-  eku?: string[];
-  aiaOcsp?: string;
-  notAfter?: Date;
-}): Promise<Minted> {
-  const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const ski = await px509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto);
-  const extensions: px509.Extension[] = [
-    new px509.BasicConstraintsExtension(o.ca === true, undefined, true),
-    new px509.KeyUsagesExtension(
-      o.ca
-        ? px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign
-        : px509.KeyUsageFlags.digitalSignature,
-      true,
-    ),
-    ski,
-  ];
-  if (o.eku) extensions.push(new px509.ExtendedKeyUsageExtension(o.eku));
-  if (o.aiaOcsp) extensions.push(new px509.AuthorityInfoAccessExtension({ ocsp: [o.aiaOcsp] }));
-  const cert = await px509.X509CertificateGenerator.create(
-    {
-      serialNumber: (++serial).toString(16),
-      subject: o.subject,
-      issuer: o.issuer ? o.issuer.cert.subject : o.subject,
-      notBefore: new Date(Date.now() - 3600_000),
-      notAfter: o.notAfter ?? new Date(Date.now() + 86_400_000),
-      publicKey: keys.publicKey,
-      signingKey: (o.issuer?.keys ?? keys).privateKey,
-      signingAlgorithm: EC,
-      extensions,
-    },
-    webcrypto,
-  );
-  return { cert, keys, x509: new X509Certificate(Buffer.from(cert.rawData)) };
-}
+import { mint, type Minted } from '../../test/helpers/mint';
 
 const OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
 const MIN = 60_000;
