@@ -123,6 +123,30 @@ describe('stages/parse: WS-Addressing MessageID', () => {
     expect(nested.messageId).to.equal(undefined);
   });
 
+  it('refuses two MessageIDs, which a firewall and the proxy could read differently', async () => {
+    const ctx = received(env(PAYLOAD, messageId('first-1') + messageId('second-2', WSA_2004)));
+    const generated = ctx.correlationId;
+    const err = await hook(ctx).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(GatewayError).with.property('code', 'SSP_INVALID_ARGUMENT');
+    expect(ctx.messageId).to.equal(undefined);
+    expect(ctx.correlationId).to.equal(generated);
+  });
+
+  it('counts header blocks before using any: too many keeps the generated correlation id', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `<h:X${i} xmlns:h="urn:h"/>`).join('');
+    const ctx = received(env(PAYLOAD, messageId('adopted-too-soon') + many));
+    const generated = ctx.correlationId;
+    const err = await hook(ctx).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(GatewayError).with.property('code', 'SSP_XML_LIMIT');
+    expect(ctx.correlationId).to.equal(generated);
+  });
+
   it('ignores a MessageID in the Body', async () => {
     const ctx = received(env(op('getSessionStatus', messageId('in-body-1'))));
     await hook(ctx);

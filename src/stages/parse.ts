@@ -34,21 +34,25 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Hook<Received
     }
     const parts = readEnvelope(root, ctx.soapVersion);
     if (parts.header) {
-      let n = 0;
-      for (const c of parts.header.children) {
-        if (typeof c === 'string') continue;
-        n++;
-        if (c.local === 'MessageID' && WSA.has(c.uri)) {
-          const id = textOf(c).trim();
-          // The client's id names this call in our logs and audit, so it must be a plain token.
-          if (MESSAGE_ID.test(id)) {
-            ctx.correlationId = id;
-            ctx.messageId = id;
-          }
-        }
-      }
-      if (n > limits.maxHeaders) {
+      const blocks = parts.header.children.filter((c) => typeof c !== 'string');
+      // Counted before anything in them is used: a refused request keeps our correlation id.
+      if (blocks.length > limits.maxHeaders) {
         throw new GatewayError('SSP_XML_LIMIT', `more than ${limits.maxHeaders} SOAP header blocks`);
+      }
+      const ids = blocks.filter((c) => c.local === 'MessageID' && WSA.has(c.uri));
+      // WS-Addressing allows one; with two, a firewall and the proxy could each pick another,
+      // and a resend would not be recognised as one.
+      if (ids.length > 1) {
+        throw new GatewayError(
+          'SSP_INVALID_ARGUMENT',
+          'more than one wsa:MessageID header; send exactly one',
+        );
+      }
+      const id = ids[0] ? textOf(ids[0]).trim() : '';
+      // The client's id names this call in our logs and audit, so it must be a plain token.
+      if (MESSAGE_ID.test(id)) {
+        ctx.correlationId = id;
+        ctx.messageId = id;
       }
     }
     ctx.envelope = root;
