@@ -322,14 +322,16 @@ describe('backend/grid-tls: mutual TLS on the grid link', function () {
   });
 
   describe('reloading certificates without dropping sessions', () => {
+    /** A copy of `from`'s certificate and key as <base>.pem/.key, which a case may then replace. */
+    function rotatable(from: TlsFiles, base: string): TlsFiles {
+      const files = { ...from, certFile: join(dir, `${base}.pem`), keyFile: join(dir, `${base}.key`) };
+      copyFileSync(from.certFile, files.certFile);
+      copyFileSync(from.keyFile, files.keyFile);
+      return files;
+    }
+
     it('the grid serves a renewed certificate to new sockets while open sockets and their sessions carry on', async () => {
-      const files = {
-        ...gridFiles,
-        certFile: join(dir, 'rotating-server.pem'),
-        keyFile: join(dir, 'rotating-server.key'),
-      };
-      copyFileSync(gridFiles.certFile, files.certFile);
-      copyFileSync(gridFiles.keyFile, files.keyFile);
+      const files = rotatable(gridFiles, 'rotating-server');
       const grid = await startTestGrid({ tls: files });
       const material = new TlsMaterial(proxyFiles);
       const client = clientFor(grid, material);
@@ -370,13 +372,7 @@ describe('backend/grid-tls: mutual TLS on the grid link', function () {
     });
 
     it('a failed reload keeps the material in effect and says which file is wrong', async () => {
-      const files = {
-        ...proxyFiles,
-        certFile: join(dir, 'broken-later.pem'),
-        keyFile: join(dir, 'broken-later.key'),
-      };
-      copyFileSync(proxyFiles.certFile, files.certFile);
-      copyFileSync(proxyFiles.keyFile, files.keyFile);
+      const files = rotatable(proxyFiles, 'broken-later');
       const material = new TlsMaterial(files);
       const context = material.context;
       writeFileSync(files.certFile, 'not a certificate\n');
@@ -392,10 +388,7 @@ describe('backend/grid-tls: mutual TLS on the grid link', function () {
 
     it('the proxy picks up a new client certificate on reload; its open sockets carry on', async () => {
       const grid = await startTestGrid({ tls: gridFiles });
-      const cert = join(dir, 'proxy-rotating.pem');
-      const key = join(dir, 'proxy-rotating.key');
-      copyFileSync(proxyFiles.certFile, cert);
-      copyFileSync(proxyFiles.keyFile, key);
+      const { certFile: cert, keyFile: key } = rotatable(proxyFiles, 'proxy-rotating');
       const router = new GridRouter(
         [
           {
