@@ -250,6 +250,16 @@ describe('app: startProxy assembles a working proxy in-process', function () {
       const xsd = await fetch(`${proxy.url}?xsd=symphony.xsd`);
       expect(xsd.status).to.equal(200);
       expect(await xsd.text()).to.contain('name="fetchTaskOutput"');
+      // The resource ports keep their path; the standards' schemas and what they import are
+      // served by the proxy too, so a client needs no other network access.
+      expect(wsdl).to.contain(`location="${proxy.url}/sessions"`);
+      expect(wsdl).to.contain(`schemaLocation="${proxy.url}?xsd=rp-2.xsd"`);
+      const rp = await (await fetch(`${proxy.url}?xsd=rp-2.xsd`)).text();
+      expect(rp).to.contain(`schemaLocation="${proxy.url}?xsd=bf-2.xsd"`);
+      const bf = await (await fetch(`${proxy.url}?xsd=bf-2.xsd`)).text();
+      expect(bf).to.contain(`schemaLocation="${proxy.url}?xsd=xml.xsd"`);
+      expect(bf).to.contain(`schemaLocation="${proxy.url}?xsd=ws-addr.xsd"`);
+      expect((await fetch(`${proxy.url}?xsd=xml.xsd`)).status).to.equal(200);
     });
 
     it('close() frees both ports and flushes the audit trail', async () => {

@@ -23,7 +23,8 @@ import { buildPhases } from './pipeline/build';
 import { bindOperations } from './pipeline/operation';
 import { createPipeline } from './pipeline/phases';
 import type { ReloadOutcome } from './policy/policy-manager';
-import { defaultWsdlPath, loadContract } from './soap/wsdl';
+import { loadProxyContract } from './operations/contract';
+import { XPathEngine } from './resources/xpath/xpath-engine';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RunningProxy {
@@ -59,7 +60,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
 }
 
 async function assemble(config: ProxyConfig, res: Resources): Promise<RunningProxy> {
-  const contract = loadContract(defaultWsdlPath(ROOT));
+  const contract = loadProxyContract(ROOT);
   const router = await startGridRouter(config, res);
   const store = await openStore(config, res);
   const metrics = new ProxyMetrics(() => router.status());
@@ -68,8 +69,9 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     ? res.add('audit trail', await AuditLog.open(config.audit.file), (a) => a.close())
     : null;
   const security = await loadSecurity(config, store, res);
-  const lifetimes = new Lifetimes(store, config.lifetime);
+  const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage());
   const reaper = new Reaper(store, router, lifetimes, metrics, config.lifetime);
+  const xpath = res.add('XPath query engine', new XPathEngine(), (e) => e.close());
   reaper.start();
   res.add('lifetime reaper', reaper, (r) => r.stop());
   const operations = bindOperations(
@@ -80,6 +82,12 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
       lifetimes,
       maxTasksPerBatch: config.limits.maxTasksPerBatch,
       reliability: config.reliability,
+      publicAddress: {
+        publicUrl: config.server.publicUrl,
+        path: config.server.path,
+        tls: config.server.tls !== undefined,
+      },
+      resources: { xpath, maxTerminationMs: config.lifetime.maxTerminationMs },
     }),
   );
   const sec = config.security;

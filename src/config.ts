@@ -301,6 +301,15 @@ export const configSchema = z
             }),
           )
           .default([]),
+        /**
+         * How far ahead a client may set a resource's termination time (WS-ResourceLifetime
+         * SetTerminationTime); further is refused with UnableToSetTerminationTimeFault. 0: no bound.
+         */
+        maxTerminationMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(30 * 86_400_000),
         /** How often each proxy looks for resources whose time has come. */
         sweepIntervalMs: z.number().int().min(10).max(600_000).default(1000),
         /**

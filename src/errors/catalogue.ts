@@ -17,11 +17,26 @@ export type FaultElement =
   | 'SlaFault'
   | 'ValidationFault';
 
+/**
+ * Fault elements of the WS-Resource standards (WS-BaseFaults 1.2 shape), for the resource port
+ * types: `prefix:Name`, the prefix naming the standard's schema (see resources/namespaces.ts).
+ */
+export type StandardFault =
+  | 'wsrf-r:ResourceUnknownFault'
+  | 'wsrf-r:ResourceUnavailableFault'
+  | 'wsrf-rp:InvalidResourcePropertyQNameFault'
+  | 'wsrf-rp:UnknownQueryExpressionDialectFault'
+  | 'wsrf-rp:InvalidQueryExpressionFault'
+  | 'wsrf-rp:QueryEvaluationErrorFault'
+  | 'wsrf-rl:ResourceNotDestroyedFault'
+  | 'wsrf-rl:UnableToSetTerminationTimeFault'
+  | 'wsrf-rl:TerminationTimeChangeRejectedFault';
+
 interface CatalogueEntry {
   /** HTTP status for SOAP 1.2; SOAP 1.1 faults always use 500 (WS-I BP R1126) unless transport-level. */
   status: number;
   side: FaultSide;
-  detail?: FaultElement;
+  detail?: FaultElement | StandardFault;
   retryable: boolean;
   /** Transport-level refusals keep their status under SOAP 1.1 too (413, 415, 405). */
   transport?: boolean;
@@ -247,6 +262,62 @@ export const CATALOGUE = {
     retryable: true,
     hint: 'the grid is at its in-flight limit; retry after the indicated delay',
   },
+  SSP_RESOURCE_UNKNOWN: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-r:ResourceUnknownFault',
+    retryable: false,
+    hint: 'send the request to the Address of the endpoint reference that connect or createSession returned; a destroyed or terminated resource is gone for good',
+  },
+  SSP_INVALID_PROPERTY_QNAME: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-rp:InvalidResourcePropertyQNameFault',
+    retryable: false,
+    hint: 'name a property of the resource-properties document (for example sym:State, with xmlns:sym="http://soapproxy.symphony/v1" in scope); GetResourcePropertyDocument lists them all',
+  },
+  SSP_UNKNOWN_QUERY_DIALECT: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-rp:UnknownQueryExpressionDialectFault',
+    retryable: false,
+    hint: 'use the XPath 1.0 dialect http://www.w3.org/TR/1999/REC-xpath-19991116',
+  },
+  SSP_INVALID_QUERY: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-rp:InvalidQueryExpressionFault',
+    retryable: false,
+    hint: 'send a simpler XPath 1.0 expression whose prefixes are declared on the QueryExpression element; the limits are in the README',
+  },
+  SSP_QUERY_FAILED: {
+    status: 500,
+    side: 'Receiver',
+    detail: 'wsrf-rp:QueryEvaluationErrorFault',
+    retryable: false,
+    hint: 'the expression took too long or selected too much; narrow it, or read the properties with GetMultipleResourceProperties',
+  },
+  SSP_RESOURCE_NOT_DESTROYED: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'wsrf-rl:ResourceNotDestroyedFault',
+    retryable: true,
+    hint: 'the grid could not be reached to end it; send Destroy again (a repeat is harmless)',
+  },
+  SSP_TERMINATION_TIME_INVALID: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-rl:UnableToSetTerminationTimeFault',
+    retryable: false,
+    hint: 'ask for a time in the future, within lifetime.maxTerminationMs of now (or nil for no scheduled end); use Destroy to end it now',
+  },
+  SSP_TERMINATION_TIME_REJECTED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-rl:TerminationTimeChangeRejectedFault',
+    retryable: false,
+    hint: 'this resource cannot have a termination time of its own; it ends when its connection or session does',
+  },
   SSP_UNKNOWN_PATH: {
     status: 404,
     side: 'Sender',
@@ -323,7 +394,7 @@ export class GatewayError extends Error {
   readonly code: ErrorCodeName;
   readonly status: number;
   readonly side: FaultSide;
-  readonly detail: FaultElement | undefined;
+  readonly detail: FaultElement | StandardFault | undefined;
   readonly retryable: boolean;
   readonly transport: boolean;
   readonly hint: string;
@@ -332,7 +403,8 @@ export class GatewayError extends Error {
   constructor(
     code: ErrorCodeName,
     message: string,
-    opts: { retryAfterSeconds?: number; cause?: unknown } = {},
+    /** `detail` replaces the catalogue's fault element (a resource port type reports its standard faults). */
+    opts: { retryAfterSeconds?: number; cause?: unknown; detail?: FaultElement | StandardFault } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     const entry: CatalogueEntry = CATALOGUE[code];
@@ -340,7 +412,7 @@ export class GatewayError extends Error {
     this.code = code;
     this.status = entry.status;
     this.side = entry.side;
-    this.detail = entry.detail;
+    this.detail = opts.detail ?? entry.detail;
     this.retryable = entry.retryable;
     this.transport = entry.transport ?? false;
     this.hint = entry.hint;

@@ -18,6 +18,15 @@ export interface LifetimeConfig {
   applications: { name: string; sessionIdleMs?: number | undefined; connectionIdleMs?: number | undefined }[];
 }
 
+/** Why a resource ended: closed or destroyed by its client, its idle lease or its set time ran out, or the grid had forgotten it. */
+export type EndCause = 'client' | 'idle' | 'scheduled' | 'gone';
+
+/** Where opened and ended resources are counted (the usage metrics). */
+export interface ResourceUsage {
+  opened(kind: ResourceKind, application: string | undefined): void;
+  ended(kind: ResourceKind, application: string | undefined, cause: EndCause): void;
+}
+
 /** Nothing lapses: for embedders and tests that manage lifetimes themselves. */
 export const NEVER_IDLE: LifetimeConfig = { sessionIdleMs: 0, connectionIdleMs: 0, applications: [] };
 
@@ -46,6 +55,7 @@ export class Lifetimes {
     private readonly store: StateStore,
     private readonly config: LifetimeConfig,
     private readonly now: () => number = Date.now,
+    private readonly usage: ResourceUsage | null = null,
   ) {}
 
   /** The idle time of a resource of this kind and application; 0 means it never lapses. */
@@ -60,7 +70,14 @@ export class Lifetimes {
    * A resource was opened: its first idle period starts. A store failure here does not fail the
    * call (the resource exists on the grid by now): the next call on it schedules it instead.
    */
-  async started(kind: ResourceKind, id: string, application: string | undefined): Promise<void> {
+  async started(
+    kind: ResourceKind,
+    id: string,
+    application: string | undefined,
+    fresh = false,
+  ): Promise<void> {
+    // fresh: new to the farm (connect, createSession), not a session opened again.
+    if (fresh) this.usage?.opened(kind, application);
     const idle = this.idleMs(kind, application);
     if (idle <= 0) return;
     const key = resourceKey(kind, id);
@@ -98,8 +115,44 @@ export class Lifetimes {
     });
   }
 
-  /** A resource was closed by its client: nothing is left to end. */
-  async ended(kind: ResourceKind, id: string): Promise<void> {
+  /**
+   * The client sets the resource's termination time (WS-ResourceLifetime SetTerminationTime): at
+   * `atMs`, or, with null, no time of its own, so that the application's idle lease applies again.
+   * Answers the termination time now in effect (null: none). A store failure fails the call: the
+   * client must know whether its time holds.
+   */
+  async set(
+    kind: ResourceKind,
+    id: string,
+    atMs: number | null,
+    application: string | undefined,
+  ): Promise<number | null> {
+    const key = resourceKey(kind, id);
+    this.lastPush.delete(key);
+    await this.store.scheduleTermination(key, atMs, 'client');
+    if (atMs !== null) return atMs;
+    await this.started(kind, id, application);
+    return this.store.terminationOf(key);
+  }
+
+  /** When the resource is due to end (null: never), and whether its client chose that time. */
+  async termination(kind: ResourceKind, id: string): Promise<{ atMs: number | null; byClient: boolean }> {
+    const key = resourceKey(kind, id);
+    const [atMs, byClient] = await Promise.all([
+      this.store.terminationOf(key),
+      this.store.terminationSetByClient(key),
+    ]);
+    return { atMs, byClient };
+  }
+
+  /** A resource has ended (closed by its client, or by the reaper): nothing is left to end. */
+  async ended(
+    kind: ResourceKind,
+    id: string,
+    application: string | undefined,
+    cause: EndCause,
+  ): Promise<void> {
+    this.usage?.ended(kind, application, cause);
     const key = resourceKey(kind, id);
     this.lastPush.delete(key);
     try {

@@ -92,15 +92,24 @@ export class Reaper {
       return 'gone';
     }
     const timing = { gridMs: 0 };
+    let cause: 'idle' | 'scheduled' = 'idle';
     try {
-      const outcome =
-        r.kind === 'session' ? await this.endSession(r.id, timing) : await this.endConnection(r.id, timing);
-      this.metrics?.terminations.inc({ kind: r.kind, cause: 'idle', outcome });
-      if (outcome !== 'gone') log.info('idle resource ended', { resource: r.kind, outcome });
+      // A time its client set (SetTerminationTime) ends the resource for good, as WS-RL says.
+      cause = (await this.store.terminationSetByClient(key)) ? 'scheduled' : 'idle';
+      const [outcome, application] =
+        r.kind === 'session'
+          ? await this.endSession(r.id, timing, cause === 'scheduled')
+          : await this.endConnection(r.id, timing);
+      // Ended: nothing of it stays in the schedule (a detached session was scheduled again).
+      if (outcome !== 'detached') {
+        await this.lifetimes.ended(r.kind, r.id, application, outcome === 'gone' ? 'gone' : cause);
+      }
+      this.metrics?.terminations.inc({ kind: r.kind, cause, outcome });
+      if (outcome !== 'gone') log.info(`${cause} resource ended`, { resource: r.kind, outcome });
       return outcome;
     } catch (e) {
-      this.metrics?.terminations.inc({ kind: r.kind, cause: 'idle', outcome: 'retry' });
-      log.warn('could not end an idle resource; another sweep will try', {
+      this.metrics?.terminations.inc({ kind: r.kind, cause, outcome: 'retry' });
+      log.warn(`could not end a resource (${cause}); another sweep will try`, {
         resource: r.kind,
         error: e instanceof Error ? e.message : String(e),
       });
@@ -108,10 +117,15 @@ export class Reaper {
     }
   }
 
-  private async endSession(id: string, timing: { gridMs: number }): Promise<Outcome> {
+  /** What became of the session, and its application (for the usage figures). */
+  private async endSession(
+    id: string,
+    timing: { gridMs: number },
+    destroy: boolean,
+  ): Promise<[Outcome, string | undefined]> {
     const rec = await this.store.getSession(id);
-    if (!rec) return 'gone';
-    const detach = this.opts.onSessionExpiry === 'detach';
+    if (!rec) return ['gone', undefined];
+    const detach = !destroy && this.opts.onSessionExpiry === 'detach';
     try {
       await this.router.call(timing, rec.cluster, 'closeSession', {
         sessionId: id,
@@ -120,15 +134,15 @@ export class Reaper {
     } catch (e) {
       if (!(e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION')) throw e;
       await this.forgetSession(id);
-      return 'gone';
+      return ['gone', rec.application];
     }
     if (detach) {
       // Kept for its owner's openSession; if nobody comes back, the next period finds it gone.
       await this.lifetimes.started('session', id, rec.application);
-      return 'detached';
+      return ['detached', rec.application];
     }
     await this.forgetSession(id);
-    return 'destroyed';
+    return ['destroyed', rec.application];
   }
 
   private async forgetSession(id: string): Promise<void> {
@@ -136,18 +150,21 @@ export class Reaper {
     await this.store.dropOutputs(id);
   }
 
-  private async endConnection(id: string, timing: { gridMs: number }): Promise<Outcome> {
+  private async endConnection(
+    id: string,
+    timing: { gridMs: number },
+  ): Promise<[Outcome, string | undefined]> {
     const rec = await this.store.getConnection(id);
-    if (!rec) return 'gone';
+    if (!rec) return ['gone', undefined];
     try {
       await this.router.call(timing, rec.cluster, 'closeConnection', { connectionId: id });
     } catch (e) {
       if (!(e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION')) throw e;
       await this.store.deleteConnection(id);
-      return 'gone';
+      return ['gone', rec.application];
     }
     await this.store.deleteConnection(id);
-    return 'destroyed';
+    return ['destroyed', rec.application];
   }
 
   /** Stops sweeping; waits briefly for the resource being ended (unfinished claims lapse). */

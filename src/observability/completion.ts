@@ -16,6 +16,15 @@ export function recordMetrics(metrics: ProxyMetrics): CompletionHook {
     metrics.requests.inc({ operation, outcome: answer.fault ? answer.fault.code : 'ok' });
     metrics.proxySeconds.observe({ operation }, (now - ctx.startedAt - ctx.gridMs) / 1000);
     if (ctx.gridMs > 0) metrics.gridSeconds.observe({ operation }, ctx.gridMs / 1000);
+    // Only once a record (or the grid) has named the application: a label never comes from
+    // unchecked input, so its values stay the operator's applications.
+    if (ctx.application !== undefined) {
+      metrics.applicationCalls.inc({
+        application: ctx.application,
+        operation,
+        outcome: answer.fault ? answer.fault.code : 'ok',
+      });
+    }
   };
 }
 

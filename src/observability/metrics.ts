@@ -4,6 +4,7 @@
  * from the WSDL, outcomes from the error catalogue, clusters from the configuration; no
  * consumer, connection or session id ever becomes a label.
  */
+import type { ResourceUsage } from '../lifetime/lifetimes';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type LimiterDecision = 'ok' | 'over_limit' | 'shaped' | 'notify' | 'error' | 'fail_open';
@@ -23,6 +24,9 @@ export class ProxyMetrics {
   readonly policyLastReloadTime: Gauge;
   readonly policyServiceVersions: Gauge;
   readonly terminations: Counter<'kind' | 'cause' | 'outcome'>;
+  readonly applicationCalls: Counter<'application' | 'operation' | 'outcome'>;
+  readonly resourcesOpened: Counter<'kind' | 'application'>;
+  readonly resourcesEnded: Counter<'kind' | 'application' | 'cause'>;
 
   constructor(gridStatus: () => { cluster: string; connected: number }[]) {
     const registers = [this.registry];
@@ -96,5 +100,35 @@ export class ProxyMetrics {
       labelNames: ['kind', 'cause', 'outcome'],
       registers,
     });
+    // Usage per application. Summed over the farm's proxies, opened minus ended is the number
+    // of active resources: any proxy may open a resource and another end it.
+    this.applicationCalls = new Counter({
+      name: 'ssp_application_calls_total',
+      help: 'Calls on a connection or session of an application, by application, operation and outcome (ok or the fault code)',
+      labelNames: ['application', 'operation', 'outcome'],
+      registers,
+    });
+    this.resourcesOpened = new Counter({
+      name: 'ssp_resources_opened_total',
+      help: 'Connections and sessions opened through this proxy, by kind and application',
+      labelNames: ['kind', 'application'],
+      registers,
+    });
+    this.resourcesEnded = new Counter({
+      name: 'ssp_resources_ended_total',
+      help: 'Connections and sessions ended through this proxy, by kind, application and cause (client: closed or destroyed by its client; idle: its idle lease ran out; scheduled: the termination time its client set came; gone: the grid no longer knew it)',
+      labelNames: ['kind', 'application', 'cause'],
+      registers,
+    });
+  }
+
+  /** The usage counters as the lifetime bookkeeping reports to them. */
+  resourceUsage(): ResourceUsage {
+    return {
+      opened: (kind, application) =>
+        this.resourcesOpened.inc({ kind, application: application ?? 'unknown' }),
+      ended: (kind, application, cause) =>
+        this.resourcesEnded.inc({ kind, application: application ?? 'unknown', cause }),
+    };
   }
 }

@@ -41,11 +41,12 @@ describe('operations/connection: connect and closeConnection through the pipelin
   it('connect returns a connection id and records it with its owner, cluster and application', async () => {
     const before = h.grid.stats().connections;
     const id = await connect('client-a');
-    expect(await h.store.getConnection(id)).to.deep.equal({
+    expect(await h.store.getConnection(id)).to.deep.include({
       cluster: 'default',
       owner: 'client-a',
       application: 'echo',
     });
+    expect((await h.store.getConnection(id))!.created).to.be.closeTo(Date.now(), 60_000);
     expect(h.grid.stats().connections).to.equal(before + 1);
   });
 

@@ -6,6 +6,7 @@ import type { Handler } from '../pipeline/operation';
 import type { OperationDeps } from './deps';
 import type { ConnectArgs, ConnectionIdArgs } from './messages';
 import { ownedConnection } from './ownership';
+import { endpointReference, resourceAddress } from '../resources/address';
 
 /**
  * The clusters a connect may go to, in the order to try them. With a control file the service
@@ -35,7 +36,7 @@ function candidates(router: GridRouter, ctx: ResolvedCall, args: ConnectArgs): s
 }
 
 export function connectionHandlers(deps: OperationDeps): {
-  connect: Handler<ConnectArgs, { connectionId: string }>;
+  connect: Handler<ConnectArgs, { connectionId: string; EndpointReference: string }>;
   closeConnection: Handler<ConnectionIdArgs, Record<string, never>>;
 } {
   const { router, store, lifetimes } = deps;
@@ -73,6 +74,7 @@ export function connectionHandlers(deps: OperationDeps): {
               owner: ctx.consumer.id,
               application: args.applicationName,
               ...(serviceVersion !== undefined ? { serviceVersion } : {}),
+              created: Date.now(),
             });
           } catch (e) {
             // Unrecorded, the connection could never be used or closed: close it on the grid.
@@ -81,8 +83,17 @@ export function connectionHandlers(deps: OperationDeps): {
               .catch(() => undefined);
             throw e;
           }
-          await lifetimes.started('connection', reply.connectionId, args.applicationName);
-          return { connectionId: reply.connectionId };
+          await lifetimes.started('connection', reply.connectionId, args.applicationName, true);
+          ctx.application = args.applicationName;
+          const id = reply.connectionId;
+          return {
+            connectionId: id,
+            EndpointReference: endpointReference(
+              resourceAddress(ctx, deps.publicAddress, 'connection', id),
+              'connection',
+              id,
+            ),
+          };
         } catch (e) {
           // Only a cluster that could not be reached is skipped: a timeout may have connected.
           if (!(e instanceof GatewayError) || e.code !== 'SSP_GRID_UNAVAILABLE') throw e;
@@ -101,12 +112,12 @@ export function connectionHandlers(deps: OperationDeps): {
         // out) keeps the record, so that the client's retry can still close it.
         if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION') {
           await store.deleteConnection(args.connectionId);
-          await lifetimes.ended('connection', args.connectionId);
+          await lifetimes.ended('connection', args.connectionId, rec.application, 'gone');
         }
         throw e;
       }
       await store.deleteConnection(args.connectionId);
-      await lifetimes.ended('connection', args.connectionId);
+      await lifetimes.ended('connection', args.connectionId, rec.application, 'client');
       return {};
     },
   };

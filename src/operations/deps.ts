@@ -1,6 +1,8 @@
 import type { StateStore } from '../store/store';
 import type { GridRouter } from '../backend/grid-router';
 import type { Lifetimes } from '../lifetime/lifetimes';
+import type { XPathEngine } from '../resources/xpath/xpath-engine';
+import type { PublicAddress } from '../server/endpoint-url';
 
 /** What the operation handlers need; built once at start and shared by all requests. */
 export interface OperationDeps {
@@ -9,6 +11,15 @@ export interface OperationDeps {
   /** Idle leases: opened resources are scheduled to end, used ones pushed forward. */
   lifetimes: Lifetimes;
   maxTasksPerBatch: number;
+  /** Where clients reach the service: the base of the endpoint references we hand out. */
+  publicAddress?: PublicAddress;
+  /** The WS-Resource operations' query engine and lifetime bounds. */
+  resources?: {
+    /** Without one, the handlers share an engine started on first use. */
+    xpath?: XPathEngine;
+    /** How far ahead SetTerminationTime may schedule an end; 0: no bound. */
+    maxTerminationMs: number;
+  };
   reliability: {
     clientKeyTtlMs: number;
     maxLeaseMs: number;

@@ -30,6 +30,7 @@ export async function ownedConnection(
   }
   checkVersion(ctx, 'connection', id, rec.serviceVersion);
   lifetimes.touch('connection', id, rec.application);
+  ctx.application = rec.application;
   return rec;
 }
 
@@ -45,5 +46,6 @@ export async function ownedSession(
   }
   checkVersion(ctx, 'session', id, rec.serviceVersion);
   lifetimes.touch('session', id, rec.application);
+  if (rec.application !== undefined) ctx.application = rec.application;
   return rec;
 }

@@ -70,13 +70,16 @@ describe('operations/session: createSession, openSession, closeSession, getSessi
   describe('createSession', () => {
     it('returns a session id recorded with its owner, connection, cluster and application', async () => {
       const { connectionId, sessionId } = await createSession('client-a');
-      expect(await h.store.getSession(sessionId)).to.deep.equal({
+      const rec = await h.store.getSession(sessionId);
+      expect(rec).to.deep.include({
         cluster: 'default',
         owner: 'client-a',
         connectionId,
         // Its idle time may be set per application (lifetime.applications).
         application: 'echo',
       });
+      // When it was created: a resource property (sym:Created).
+      expect(rec!.created).to.be.closeTo(Date.now(), 60_000);
     });
 
     it('passes the creation attributes to the grid: the status shows the name and priority', async () => {

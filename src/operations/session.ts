@@ -5,6 +5,7 @@ import type { Handler } from '../pipeline/operation';
 import type { OperationDeps } from './deps';
 import type { CloseSessionArgs, CreateSessionArgs, OpenSessionArgs, SessionIdArgs } from './messages';
 import { checkVersion, ownedConnection, ownedSession } from './ownership';
+import { endpointReference, resourceAddress } from '../resources/address';
 import type { ResolvedCall } from '../pipeline/context';
 import type { ConnectionRecord, SessionRecord } from '../store/store';
 
@@ -12,6 +13,11 @@ const STATE_NAMES: Partial<Record<SessionState, string>> = {
   [SessionState.OPEN]: 'Open',
   [SessionState.DETACHED]: 'Detached',
 };
+
+/** The schema's name of a grid session state (sym:SessionState). */
+export function stateName(state: SessionState): string {
+  return STATE_NAMES[state] ?? 'Open';
+}
 
 /** A session belongs to its connection's cluster and service version, and to the caller. */
 function sessionOf(conn: ConnectionRecord, ctx: ResolvedCall, connectionId: string): SessionRecord {
@@ -21,12 +27,30 @@ function sessionOf(conn: ConnectionRecord, ctx: ResolvedCall, connectionId: stri
     connectionId,
     application: conn.application,
     ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
+    created: Date.now(),
   };
 }
 
+/** The answer of createSession and openSession: the id and the session's endpoint reference. */
+function sessionAnswer(deps: OperationDeps, ctx: ResolvedCall, id: string): SessionAnswer {
+  return {
+    sessionId: id,
+    EndpointReference: endpointReference(
+      resourceAddress(ctx, deps.publicAddress, 'session', id),
+      'session',
+      id,
+    ),
+  };
+}
+
+interface SessionAnswer {
+  sessionId: string;
+  EndpointReference: string;
+}
+
 export function sessionHandlers(deps: OperationDeps): {
-  createSession: Handler<CreateSessionArgs, { sessionId: string }>;
-  openSession: Handler<OpenSessionArgs, { sessionId: string }>;
+  createSession: Handler<CreateSessionArgs, SessionAnswer>;
+  openSession: Handler<OpenSessionArgs, SessionAnswer>;
   closeSession: Handler<CloseSessionArgs, Record<string, never>>;
   getSessionStatus: Handler<SessionIdArgs, { sessionStatus: Record<string, unknown> }>;
 } {
@@ -49,8 +73,8 @@ export function sessionHandlers(deps: OperationDeps): {
         { retrySafe: key !== undefined && router.client(conn.cluster).supports('request-keys') },
       );
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
-      await lifetimes.started('session', reply.sessionId, conn.application);
-      return { sessionId: reply.sessionId };
+      await lifetimes.started('session', reply.sessionId, conn.application, true);
+      return sessionAnswer(deps, ctx, reply.sessionId);
     },
 
     async openSession(args: OpenSessionArgs, ctx) {
@@ -72,8 +96,8 @@ export function sessionHandlers(deps: OperationDeps): {
         sessionId: args.sessionId,
       });
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
-      await lifetimes.started('session', reply.sessionId, conn.application);
-      return { sessionId: reply.sessionId };
+      await lifetimes.started('session', reply.sessionId, conn.application, prev === undefined);
+      return sessionAnswer(deps, ctx, reply.sessionId);
     },
 
     async closeSession(args: CloseSessionArgs, ctx) {
@@ -86,7 +110,7 @@ export function sessionHandlers(deps: OperationDeps): {
           // Gone on the grid (destroyed elsewhere, or expired while detached): so are its leases.
           await store.deleteSession(args.sessionId);
           await store.dropOutputs(args.sessionId);
-          await lifetimes.ended('session', args.sessionId);
+          await lifetimes.ended('session', args.sessionId, rec.application, 'gone');
         }
         throw e;
       }
@@ -96,7 +120,7 @@ export function sessionHandlers(deps: OperationDeps): {
       if (mode === CloseMode.DESTROY) {
         await store.deleteSession(args.sessionId);
         await store.dropOutputs(args.sessionId);
-        await lifetimes.ended('session', args.sessionId);
+        await lifetimes.ended('session', args.sessionId, rec.application, 'client');
       }
       return {};
     },
@@ -107,7 +131,7 @@ export function sessionHandlers(deps: OperationDeps): {
       return {
         sessionStatus: {
           sessionId: s.sessionId,
-          state: STATE_NAMES[s.state] ?? 'Open',
+          state: stateName(s.state),
           name: s.name || undefined,
           priority: s.priority || undefined,
           pendingTasks: s.pending,

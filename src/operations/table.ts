@@ -12,6 +12,7 @@ import type { FetchTaskOutputArgs } from './messages';
 import { sessionHandlers } from './session';
 import { taskInputHandlers } from './task-input';
 import { taskOutputHandlers } from './task-output';
+import { resourceHandlers } from '../resources/handlers';
 
 export type OperationTable = Record<string, OperationSpec<DecodedFields, unknown>>;
 
@@ -20,6 +21,10 @@ export function operationTable(deps: OperationDeps): OperationTable {
   const session = sessionHandlers(deps);
   const input = taskInputHandlers(deps);
   const output = taskOutputHandlers(deps);
+  const resource = resourceHandlers(deps);
+  // Sessions and connections as WS-Resources share their operations: the address tells which.
+  const resources = ['SessionResourcePortType', 'ConnectionResourcePortType'] as const;
+  const reading = { remembered: false, rerunOnResend: always };
   return {
     // Connection: a second connect would open a second grid connection, so a resend is refused.
     connect: operation({
@@ -90,6 +95,42 @@ export function operationTable(deps: OperationDeps): OperationTable {
       portType: 'TaskOutputPortType',
       handler: output.acknowledgeTaskOutput,
       traits: { remembered: false, rerunOnResend: always },
+    }),
+
+    // WS-ResourceProperties: reads, safe to repeat.
+    GetResourcePropertyDocument: operation({
+      portType: resources,
+      handler: resource.GetResourcePropertyDocument,
+      traits: reading,
+    }),
+    GetResourceProperty: operation({
+      portType: resources,
+      handler: resource.GetResourceProperty,
+      traits: reading,
+    }),
+    GetMultipleResourceProperties: operation({
+      portType: resources,
+      handler: resource.GetMultipleResourceProperties,
+      traits: reading,
+    }),
+    QueryResourceProperties: operation({
+      portType: resources,
+      handler: resource.QueryResourceProperties,
+      traits: reading,
+    }),
+
+    // WS-ResourceLifetime. The resource is named outside the signed Body (in the address), and a
+    // Destroy body is the same for every resource: a signed resend is answered from the
+    // remembered answer, never run again, so a captured message cannot end another resource.
+    Destroy: operation({
+      portType: resources,
+      handler: resource.Destroy,
+      traits: { remembered: true, rerunOnResend: never, releases: true },
+    }),
+    SetTerminationTime: operation({
+      portType: resources,
+      handler: resource.SetTerminationTime,
+      traits: { remembered: true, rerunOnResend: never },
     }),
   };
 }

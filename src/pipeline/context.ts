@@ -24,6 +24,13 @@ export interface Consumer {
   fingerprint256?: string;
 }
 
+/** What a resource address below the service path names: `…/sessions/{id}`, `…/connections/{id}`. */
+export interface AddressedResource {
+  kind: 'session' | 'connection';
+  /** Absent at the template addresses `…/sessions` and `…/connections`. */
+  id: string | undefined;
+}
+
 /** The SLA control file's service version at the request path, pinned for the whole call. */
 export interface ServiceBinding {
   policy: ActivePolicy;
@@ -45,8 +52,16 @@ export interface PendingAnswer {
 export interface CallContext {
   readonly startedAt: number;
   readonly req: IncomingMessage;
-  /** Request path without the query: the service version when a control file is in effect. */
-  readonly path: string;
+  /**
+   * Request path without the query: the service version when a control file is in effect. A
+   * resource's address (…/sessions/{id}) is split by the transport phase: `path` keeps the
+   * service's part, `resource` the rest.
+   */
+  path: string;
+  /** The WS-Resource the request path addresses, if any (see resources/address.ts). */
+  resource?: AddressedResource;
+  /** The application of the connection or session the call used, once its record was read. */
+  application?: string;
   /** Generated, or the client's WS-Addressing MessageID; echoed in X-Correlation-Id and audited. */
   correlationId: string;
   /** Chosen from the Content-Type as soon as it is read, so faults match the request. */

@@ -28,6 +28,12 @@ const ALL = [
   'sendTaskInputBatch',
   'fetchTaskOutput',
   'acknowledgeTaskOutput',
+  'GetResourcePropertyDocument',
+  'GetResourceProperty',
+  'GetMultipleResourceProperties',
+  'QueryResourceProperties',
+  'Destroy',
+  'SetTerminationTime',
 ];
 
 function table(): OperationTable {
@@ -60,17 +66,17 @@ function argsOf(o: BoundOperation, inner: string): DecodedFields {
 describe('pipeline/operation: binding the WSDL to the operation table', () => {
   const contract = testContract();
 
-  it('binds all ten operations of the WSDL, keyed by request element, with their handlers and traits', () => {
+  it('binds all sixteen operations of the WSDL, keyed by request element, with their handlers and traits', () => {
     const t = table();
     const bound = bindOperations(contract.operations, t);
-    expect(bound.size).to.equal(10);
+    expect(bound.size).to.equal(16);
     expect([...bound.values()].map((o) => o.name).sort()).to.deep.equal([...ALL].sort());
     for (const [qname, o] of bound) {
       expect(qname).to.equal(`{${o.request.ns}}${o.request.name}`);
       expect(contract.operations.get(qname)?.name).to.equal(o.name);
       expect(o.handler, o.name).to.equal(t[o.name]!.handler);
       expect(o.traits, o.name).to.equal(t[o.name]!.traits);
-      expect(o.portType, o.name).to.equal(t[o.name]!.portType);
+      expect(o.portTypes, o.name).to.have.members([t[o.name]!.portType].flat());
       expect(o.response, o.name).to.equal(contract.byName.get(o.name)!.response);
     }
   });
@@ -141,6 +147,14 @@ describe('pipeline/operation: binding the WSDL to the operation table', () => {
       // Only a leased, keyed fetch may be resent (see the next test); this row is an unleased one.
       ['fetchTaskOutput', false, false, false, false, false, true],
       ['acknowledgeTaskOutput', false, true, true, false, false, false],
+      // WS-ResourceProperties reads are safe to repeat.
+      ['GetResourcePropertyDocument', false, true, true, false, false, false],
+      ['GetResourceProperty', false, true, true, false, false, false],
+      ['GetMultipleResourceProperties', false, true, true, false, false, false],
+      ['QueryResourceProperties', false, true, true, false, false, false],
+      // The resource is named outside the signed Body: a resend is answered, never run again.
+      ['Destroy', true, false, false, true, false, false],
+      ['SetTerminationTime', true, false, false, false, false, false],
     ];
 
     it('covers every operation of the WSDL', () => {

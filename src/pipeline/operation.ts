@@ -22,8 +22,17 @@ export interface TaskOutputItem {
   taskOutput?: TaskPayload | undefined;
 }
 
-/** The WSDL's four port types: the four Symphony API categories. */
-export type PortType = 'ConnectionPortType' | 'SessionPortType' | 'TaskInputPortType' | 'TaskOutputPortType';
+/**
+ * The WSDL's port types: the four Symphony API categories, then sessions and connections as
+ * WS-Resources (WS-ResourceProperties and WS-ResourceLifetime).
+ */
+export type PortType =
+  | 'ConnectionPortType'
+  | 'SessionPortType'
+  | 'TaskInputPortType'
+  | 'TaskOutputPortType'
+  | 'SessionResourcePortType'
+  | 'ConnectionResourcePortType';
 
 /** The code behind one operation: decoded, schema-valid arguments in, the response value out. */
 export type Handler<A, R> = (args: A, ctx: ResolvedCall) => Promise<R>;
@@ -53,7 +62,8 @@ export interface OperationTraits<A, R> {
 
 /** One row of the operation table, as declared. */
 export interface OperationSpec<A, R> {
-  portType: PortType;
+  /** Several when port types share the operation (the resource's address tells them apart). */
+  portType: PortType | readonly PortType[];
   handler: Handler<A, R>;
   traits: OperationTraits<A, R>;
 }
@@ -90,9 +100,11 @@ export function bindOperations(
   for (const [qname, info] of wsdl) {
     const spec = Object.hasOwn(table, info.name) ? table[info.name] : undefined;
     if (!spec) throw new Error(`the WSDL operation ${info.name} has no entry in the operation table`);
-    if (spec.portType !== info.portType) {
+    const declared = [spec.portType].flat().sort().join(', ');
+    const inWsdl = [...info.portTypes].sort().join(', ');
+    if (declared !== inWsdl) {
       throw new Error(
-        `the operation table puts ${info.name} in port type ${spec.portType}; the WSDL says ${info.portType}`,
+        `the operation table puts ${info.name} in port type ${declared}; the WSDL says ${inWsdl}`,
       );
     }
     bound.set(qname, { ...info, handler: spec.handler, traits: spec.traits });

@@ -2,6 +2,7 @@
  * The SOAP listener. Plain node:http rather than express on this path: the pipeline owns
  * routing, body reading and error rendering, and the bench shows the difference (README).
  */
+import { endpointUrl } from './endpoint-url';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -76,12 +77,6 @@ export function createSoapServer(
 }
 
 /** The address written into a served WSDL: the path it was fetched from, so each version's WSDL points at itself. */
-function endpointUrl(req: IncomingMessage, path: string, opts: SoapServerOptions): string {
-  if (opts.publicUrl) return path === opts.path ? opts.publicUrl : new URL(path, opts.publicUrl).toString();
-  const host = req.headers.host ?? 'localhost';
-  return `${opts.tls ? 'https' : 'http'}://${host}${path}`;
-}
-
 function serveDocument(
   req: IncomingMessage,
   res: ServerResponse,
@@ -94,11 +89,20 @@ function serveDocument(
   if (params.has('wsdl') || params.has('WSDL')) {
     res
       .writeHead(200, { 'content-type': 'text/xml; charset=utf-8' })
-      .end(docs.wsdl(endpointUrl(req, path, opts)));
+      .end(
+        docs.wsdl(
+          endpointUrl(req, path, { publicUrl: opts.publicUrl, path: opts.path, tls: opts.tls !== undefined }),
+        ),
+      );
     return;
   }
   const xsd = params.get('xsd');
-  const text = xsd ? docs.xsd(xsd) : undefined;
+  const text = xsd
+    ? docs.xsd(
+        xsd,
+        endpointUrl(req, path, { publicUrl: opts.publicUrl, path: opts.path, tls: opts.tls !== undefined }),
+      )
+    : undefined;
   if (text) {
     res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(text);
     return;

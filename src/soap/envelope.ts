@@ -1,6 +1,29 @@
 /** SOAP 1.1 / 1.2 envelopes: reading the request's shape and writing responses and faults. */
 import { GatewayError } from '../errors/catalogue';
 import { childElements, escapeText, type XmlElement } from './xml';
+import { SSP_ERRORS, WSRF_BF, WSRF_R, WSRF_RL, WSRF_RP } from './ws-namespaces';
+
+const STANDARD_FAULT_NS: Record<string, string> = {
+  'wsrf-r': WSRF_R,
+  'wsrf-rp': WSRF_RP,
+  'wsrf-rl': WSRF_RL,
+};
+
+/**
+ * A WS-BaseFaults 1.2 detail: our correlation id first (the type's extension slot), then the
+ * standard's Timestamp, our error code under our dialect, and the message.
+ */
+function baseFaultDetail(err: GatewayError, qname: string, correlationId: string): string {
+  const prefix = qname.slice(0, qname.indexOf(':'));
+  return (
+    `<${qname} xmlns:${prefix}="${STANDARD_FAULT_NS[prefix]}" xmlns:wsrf-bf="${WSRF_BF}">` +
+    `<sym:correlationId xmlns:sym="${SYM_NS}">${escapeText(correlationId)}</sym:correlationId>` +
+    `<wsrf-bf:Timestamp>${new Date().toISOString()}</wsrf-bf:Timestamp>` +
+    `<wsrf-bf:ErrorCode dialect="${SSP_ERRORS}">${err.code}</wsrf-bf:ErrorCode>` +
+    `<wsrf-bf:Description xml:lang="en">${escapeText(err.message)}</wsrf-bf:Description>` +
+    `</${qname}>`
+  );
+}
 
 export const SOAP11_NS = 'http://schemas.xmlsoap.org/soap/envelope/';
 export const SOAP12_NS = 'http://www.w3.org/2003/05/soap-envelope';
@@ -96,16 +119,17 @@ export function renderFault(
   write: EnvelopeWriter = envelope,
 ): FaultOut {
   const detailName = err.detail ?? 'ProxyFault';
-  const detail =
-    `<sym:${detailName} xmlns:sym="${SYM_NS}">` +
-    `<sym:code>${err.code}</sym:code>` +
-    `<sym:message>${escapeText(err.message)}</sym:message>` +
-    `<sym:retryable>${err.retryable}</sym:retryable>` +
-    (err.retryAfterSeconds !== undefined
-      ? `<sym:retryAfterSeconds>${err.retryAfterSeconds}</sym:retryAfterSeconds>`
-      : '') +
-    `<sym:correlationId>${escapeText(correlationId)}</sym:correlationId>` +
-    `</sym:${detailName}>`;
+  const detail = detailName.includes(':')
+    ? baseFaultDetail(err, detailName, correlationId)
+    : `<sym:${detailName} xmlns:sym="${SYM_NS}">` +
+      `<sym:code>${err.code}</sym:code>` +
+      `<sym:message>${escapeText(err.message)}</sym:message>` +
+      `<sym:retryable>${err.retryable}</sym:retryable>` +
+      (err.retryAfterSeconds !== undefined
+        ? `<sym:retryAfterSeconds>${err.retryAfterSeconds}</sym:retryAfterSeconds>`
+        : '') +
+      `<sym:correlationId>${escapeText(correlationId)}</sym:correlationId>` +
+      `</sym:${detailName}>`;
   const reason = escapeText(`${err.message} (${err.hint})`);
   let fault: string;
   if (version === '1.1') {

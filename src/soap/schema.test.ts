@@ -2,10 +2,10 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../paths';
-import { loadContract } from './wsdl';
+import { loadProxyContract } from '../operations/contract';
 import { parseXml } from './xml';
 
-const contract = loadContract(join(ROOT, 'wsdl', 'symphony.wsdl'));
+const contract = loadProxyContract(ROOT);
 const S = 'http://soapproxy.symphony/v1';
 
 function decode(op: string, inner: string): unknown {
@@ -13,13 +13,15 @@ function decode(op: string, inner: string): unknown {
 }
 
 describe('soap/schema: WSDL-driven codec', () => {
-  it('knows the four port types and their operations from the WSDL', () => {
-    const ports = new Set([...contract.byName.values()].map((o) => o.portType));
+  it('knows the six port types and their operations from the WSDL', () => {
+    const ports = new Set([...contract.byName.values()].flatMap((o) => o.portTypes));
     expect([...ports]).to.have.members([
       'ConnectionPortType',
       'SessionPortType',
       'TaskInputPortType',
       'TaskOutputPortType',
+      'SessionResourcePortType',
+      'ConnectionResourcePortType',
     ]);
     expect(contract.byName.get('sendTaskInputBatch')!.soapAction).to.equal(`${S}/sendTaskInputBatch`);
   });

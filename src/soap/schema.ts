@@ -56,7 +56,18 @@ interface GroupParticle {
 interface AnyParticle {
   kind: 'any';
 }
-type Particle = ElementParticle | GroupParticle | AnyParticle;
+/**
+ * A reference to a global element of another namespace (for example wsa:EndpointReference): its
+ * value is the element as XML text, written and read whole, because its schema is not ours.
+ */
+interface ForeignParticle {
+  kind: 'foreign';
+  name: string;
+  ns: string;
+  min: number;
+  max: number;
+}
+type Particle = ElementParticle | GroupParticle | AnyParticle | ForeignParticle;
 
 interface ComplexType {
   kind: 'complex';
@@ -276,7 +287,31 @@ export class Schema {
   private buildGroup(node: XmlElement): GroupParticle {
     const items: Particle[] = [];
     for (const c of childElements(node)) {
-      if (c.local === 'element') {
+      const ref = c.local === 'element' ? attr(c, 'ref') : undefined;
+      if (ref !== undefined) {
+        const [prefix, local] = ref.includes(':') ? ref.split(':', 2) : ['', ref];
+        const ns = lookupPrefix(c, prefix!) ?? '';
+        if (ns === this.targetNamespace) {
+          const global = this.elementNodes.get(local!);
+          if (!global) throw new Error(`element ref ${ref}: no such global element`);
+          items.push({
+            kind: 'element',
+            name: local!,
+            ns,
+            type: this.elementType(global),
+            min: Number(attr(c, 'minOccurs') ?? 1),
+            max: occurs(attr(c, 'maxOccurs')),
+          });
+          continue;
+        }
+        items.push({
+          kind: 'foreign',
+          name: local!,
+          ns,
+          min: Number(attr(c, 'minOccurs') ?? 1),
+          max: occurs(attr(c, 'maxOccurs')),
+        });
+      } else if (c.local === 'element') {
         items.push({
           kind: 'element',
           name: attr(c, 'name')!,
@@ -378,6 +413,16 @@ export class Schema {
       }
       return i;
     }
+    if (p.kind === 'foreign') {
+      const list: Decoded[] = [];
+      while (list.length < p.max && i < kids.length && kids[i]!.local === p.name && kids[i]!.uri === p.ns) {
+        list.push(serializeStandalone(kids[i]!));
+        i++;
+      }
+      if (list.length < p.min) throw bad(path, `missing element {${p.ns}}${p.name}`);
+      if (list.length > 0) out[p.name] = p.max > 1 ? list : list[0]!;
+      return i;
+    }
     if (p.kind === 'sequence') {
       for (const item of p.items) i = this.match(item, kids, i, out, path);
       return i;
@@ -403,6 +448,12 @@ export class Schema {
   }
 
   private encodeParticle(p: Particle, obj: Record<string, unknown>): string {
+    if (p.kind === 'foreign') {
+      // The handler built this element itself (it declares its own namespaces).
+      const v = obj[p.name];
+      if (typeof v === 'string') return v;
+      return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string').join('') : '';
+    }
     if (p.kind === 'element') {
       const v = obj[p.name];
       if (v === undefined || v === null) return '';

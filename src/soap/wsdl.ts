@@ -11,10 +11,18 @@ import { childElements, lookupPrefix, parseXml, type XmlElement } from './xml';
 export const WSDL_NS = 'http://schemas.xmlsoap.org/wsdl/';
 export const WSDL_SOAP11_NS = 'http://schemas.xmlsoap.org/wsdl/soap/';
 export const WSDL_SOAP12_NS = 'http://schemas.xmlsoap.org/wsdl/soap12/';
+/** The namespace of our own message types (schemas/symphony.xsd). */
+const SYM_TYPES_NS = 'http://soapproxy.symphony/v1';
 
 export interface OperationInfo {
   name: string;
+  /** The first port type that declares the operation. */
   portType: string;
+  /**
+   * Every port type that declares it: a WSRF operation (Destroy, …) has one request element for
+   * sessions and connections, and the resource's address tells which one is meant.
+   */
+  portTypes: string[];
   soapAction: string;
   request: ElementCodec;
   response: ElementCodec;
@@ -25,6 +33,8 @@ export interface Contract {
   wsdlPath: string;
   /** schemaLocation (as written in the WSDL) → absolute path, for ?xsd= serving. */
   schemaFiles: Map<string, string>;
+  /** Namespace of each schema the WSDL imports. */
+  schemaNamespaces: Map<string, string>;
   schema: Schema;
   /** Keyed by `{namespace}localName` of the request element. */
   operations: Map<string, OperationInfo>;
@@ -45,12 +55,19 @@ function kids(el: XmlElement, ns: string, local: string): XmlElement[] {
   return childElements(el).filter((c) => c.uri === ns && c.local === local);
 }
 
-export function loadContract(wsdlPath: string): Contract {
+/**
+ * Codecs for request and response elements of standard namespaces (WSRF, WS-Enumeration), keyed
+ * by `{namespace}localName`: their schemas are served to clients as they are, and decoded by hand.
+ */
+export type ForeignCodecs = ReadonlyMap<string, ElementCodec>;
+
+export function loadContract(wsdlPath: string, foreign: ForeignCodecs = new Map()): Contract {
   const root = parseXml(readFileSync(wsdlPath, 'utf8'), undefined, { allowComments: true });
   if (root.uri !== WSDL_NS || root.local !== 'definitions')
     throw new Error(`${wsdlPath} is not a WSDL 1.1 file`);
 
   const schemaFiles = new Map<string, string>();
+  const schemaNamespaces = new Map<string, string>();
   let schema: Schema | null = null;
   for (const types of kids(root, WSDL_NS, 'types')) {
     for (const xsd of childElements(types)) {
@@ -59,25 +76,36 @@ export function loadContract(wsdlPath: string): Contract {
         if (!loc) continue;
         const abs = resolve(dirname(wsdlPath), loc);
         schemaFiles.set(loc, abs);
-        if (schema) throw new Error('the contract loader supports one imported schema');
-        schema = Schema.fromFile(abs);
+        schemaNamespaces.set(loc, attr(imp, 'namespace') ?? '');
       }
     }
   }
-  if (!schema) throw new Error(`${wsdlPath} imports no schema`);
+  // Our own message types come from the one imported schema whose namespace is ours; the others
+  // are standards, served to clients, with hand-written codecs.
+  for (const [loc, abs] of schemaFiles) {
+    if (schemaNamespaces.get(loc) !== SYM_TYPES_NS) continue;
+    if (schema) throw new Error(`the WSDL imports ${SYM_TYPES_NS} twice`);
+    schema = Schema.fromFile(abs);
+  }
+  if (!schema) throw new Error(`${wsdlPath} imports no schema of ${SYM_TYPES_NS}`);
+  const own = schema;
 
-  // message name → element local name
-  const messages = new Map<string, string>();
+  // message name → element QName
+  const messages = new Map<string, { ns: string; local: string }>();
   for (const m of kids(root, WSDL_NS, 'message')) {
     const part = kids(m, WSDL_NS, 'part')[0];
     const element = part && attr(part, 'element');
     if (element) {
-      const uri = lookupPrefix(part, element.includes(':') ? element.split(':')[0]! : '');
-      if (uri !== schema.targetNamespace)
-        throw new Error(`message ${attr(m, 'name')} uses a foreign element`);
-      messages.set(attr(m, 'name')!, localOf(element));
+      const ns = lookupPrefix(part, element.includes(':') ? element.split(':')[0]! : '') ?? '';
+      messages.set(attr(m, 'name')!, { ns, local: localOf(element) });
     }
   }
+  const codecOf = (el: { ns: string; local: string }, where: string): ElementCodec => {
+    if (el.ns === own.targetNamespace) return own.codec(el.local);
+    const c = foreign.get(`{${el.ns}}${el.local}`);
+    if (!c) throw new Error(`${where} uses {${el.ns}}${el.local}, which has no codec`);
+    return c;
+  };
 
   // soapAction per operation, from the bindings; both SOAP versions must agree
   const actions = new Map<string, string>();
@@ -101,26 +129,41 @@ export function loadContract(wsdlPath: string): Contract {
     const portType = attr(pt, 'name')!;
     for (const op of kids(pt, WSDL_NS, 'operation')) {
       const name = attr(op, 'name')!;
-      const msgOf = (local: string): string => {
+      const msgOf = (local: string): { ns: string; local: string } => {
         const el = kids(op, WSDL_NS, local)[0];
-        const elementName = el && messages.get(localOf(attr(el, 'message') ?? ''));
-        if (!elementName) throw new Error(`operation ${name} has no ${local} message`);
-        return elementName;
+        const element = el && messages.get(localOf(attr(el, 'message') ?? ''));
+        if (!element) throw new Error(`operation ${name} has no ${local} message`);
+        return element;
       };
+      const input = msgOf('input');
+      const output = msgOf('output');
+      const key = `{${input.ns}}${input.local}`;
+      const shared = byName.get(name);
+      if (shared) {
+        // The same operation in a second port type: it must be the very same message exchange.
+        if (operations.get(key) !== shared || shared.response.name !== output.local) {
+          throw new Error(`operation ${name} is declared twice with different messages`);
+        }
+        shared.portTypes.push(portType);
+        continue;
+      }
       const info: OperationInfo = {
         name,
         portType,
+        portTypes: [portType],
         soapAction: actions.get(name) ?? '',
-        request: schema.codec(msgOf('input')),
-        response: schema.codec(msgOf('output')),
-        faults: kids(op, WSDL_NS, 'fault').map((f) => messages.get(localOf(attr(f, 'message') ?? '')) ?? ''),
+        request: codecOf(input, `operation ${name}`),
+        response: codecOf(output, `operation ${name}`),
+        faults: kids(op, WSDL_NS, 'fault').map(
+          (f) => messages.get(localOf(attr(f, 'message') ?? ''))?.local ?? '',
+        ),
       };
-      if (byName.has(name)) throw new Error(`operation ${name} is declared twice`);
-      operations.set(`{${schema.targetNamespace}}${info.request.name}`, info);
+      if (operations.has(key)) throw new Error(`two operations take ${key}`);
+      operations.set(key, info);
       byName.set(name, info);
     }
   }
-  return { wsdlPath, schemaFiles, schema, operations, byName };
+  return { wsdlPath, schemaFiles, schemaNamespaces, schema, operations, byName };
 }
 
 export function defaultWsdlPath(root: string): string {

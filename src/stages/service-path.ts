@@ -4,13 +4,30 @@
  * whole call (a reload swaps it for new calls only) and released when the call completes.
  */
 import { GatewayError } from '../errors/catalogue';
-import type { CallContext } from '../pipeline/context';
+import type { AddressedResource, CallContext } from '../pipeline/context';
 import type { Hook } from '../pipeline/phases';
 import type { PolicyManager } from '../policy/policy-manager';
+
+// An id as the schema's sym:Id allows it; anything else in the path is no resource of ours.
+const RESOURCE_SUFFIX = /^(.*)\/(sessions|connections)(?:\/([A-Za-z0-9._:-]{1,128}))?$/;
+
+/**
+ * Splits a resource's address into the service's path and the resource, when the path is not a
+ * service itself: `/symphony/sessions/42` is session 42 of the service at `/symphony`.
+ */
+function splitResource(ctx: CallContext, isService: (path: string) => boolean): void {
+  if (isService(ctx.path)) return;
+  const m = RESOURCE_SUFFIX.exec(ctx.path);
+  if (!m || !isService(m[1]!)) return;
+  const resource: AddressedResource = { kind: m[2] === 'sessions' ? 'session' : 'connection', id: m[3] };
+  ctx.path = m[1]!;
+  ctx.resource = resource;
+}
 
 export function servicePath(endpointPath: string, policies: PolicyManager | null): Hook<CallContext> {
   if (!policies) {
     return async (ctx) => {
+      splitResource(ctx, (p) => p === endpointPath);
       if (ctx.path !== endpointPath) {
         throw new GatewayError(
           'SSP_UNKNOWN_PATH',
@@ -23,6 +40,7 @@ export function servicePath(endpointPath: string, policies: PolicyManager | null
     const policy = policies.current;
     policy.acquire();
     ctx.deferred.push(() => policy.release());
+    splitResource(ctx, (p) => policy.version(p) !== undefined);
     const version = policy.version(ctx.path);
     if (!version) {
       throw new GatewayError('SSP_UNKNOWN_SERVICE_VERSION', `no service version is served at ${ctx.path}`);

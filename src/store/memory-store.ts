@@ -5,6 +5,7 @@
 import { MemoryLeases } from './memory-leases';
 import { RateWindows } from './rate-window';
 import type {
+  TerminationSetter,
   ClaimResult,
   ConnectionRecord,
   FetchLease,
@@ -55,6 +56,7 @@ export class MemoryStore implements StateStore {
   private readonly rates = new RateWindows();
   private readonly dueAt = new Map<string, number>();
   private readonly claimedUntil = new Map<string, number>();
+  private readonly setByClient = new Set<string>();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);
@@ -105,10 +107,20 @@ export class MemoryStore implements StateStore {
   async dropOutputs(sessionId: string): Promise<void> {
     this.leases.drop(sessionId);
   }
-  async scheduleTermination(key: string, atMs: number | null): Promise<void> {
+  async scheduleTermination(
+    key: string,
+    atMs: number | null,
+    by: TerminationSetter = 'lease',
+  ): Promise<void> {
+    if (by === 'lease' && atMs !== null && this.setByClient.has(key)) return;
     this.claimedUntil.delete(key);
+    if (by === 'client' && atMs !== null) this.setByClient.add(key);
+    else this.setByClient.delete(key);
     if (atMs === null) this.dueAt.delete(key);
     else this.dueAt.set(key, atMs);
+  }
+  async terminationSetByClient(key: string): Promise<boolean> {
+    return this.setByClient.has(key);
   }
   async terminationOf(key: string): Promise<number | null> {
     return this.dueAt.get(key) ?? null;

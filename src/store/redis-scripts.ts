@@ -241,13 +241,26 @@ return 1
 /**
  * Schedules (ARGV[2] = time in ms) or cancels (ARGV[2] = '') a resource's termination, and ties
  * the resource's record to it: the record expires ARGV[3] ms from now (a grace period past the
- * termination, so that the reaper still finds it).
- * KEYS: due zset, claimed zset, the record. ARGV: resource key, time, record ttl.
+ * termination, so that the reaper still finds it). ARGV[4] is who asks: 'lease' leaves a time the
+ * client set alone (and its cancel clears all: the resource ended); 'client' marks its time as
+ * the client's, and its cancel unmarks it and lets the record live without expiry.
+ * KEYS: due zset, claimed zset, the record, the client-set hash. ARGV: resource key, time, record
+ * ttl, who.
  */
 export const SCHEDULE_TERMINATION_SCRIPT = `
+local byClient = ARGV[4] == 'client'
+if not byClient and ARGV[2] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
+  return 0
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
+if byClient and ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[1], '1')
+else
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
 if ARGV[2] == '' then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  if byClient then redis.call('PERSIST', KEYS[3]) end
 else
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[3])

@@ -27,6 +27,7 @@ import {
   type SessionRecord,
   type StateStore,
   type StoredOutput,
+  TerminationSetter,
 } from './store';
 
 export interface RedisStoreOptions {
@@ -49,7 +50,7 @@ interface ScriptCommands {
   /** Two keys, fixed: the session's lease and output hashes. */
   sspLeaseOutputs(...keysAndArgs: string[]): Promise<unknown>;
   sspAcknowledge(...keysAndArgs: string[]): Promise<unknown>;
-  /** Three keys, fixed: the due and claimed termination zsets, and the resource's record. */
+  /** Four keys, fixed: the due and claimed termination zsets, the resource's record, the client-set hash. */
   sspScheduleTermination(...keysAndArgs: string[]): Promise<unknown>;
   sspClaimTerminations(...keysAndArgs: string[]): Promise<unknown>;
 }
@@ -165,7 +166,7 @@ export class RedisStore implements StateStore {
     client.defineCommand('sspBeginFetch', { lua: BEGIN_FETCH_SCRIPT });
     client.defineCommand('sspLeaseOutputs', { lua: LEASE_OUTPUTS_SCRIPT, numberOfKeys: 2 });
     client.defineCommand('sspAcknowledge', { lua: ACKNOWLEDGE_SCRIPT, numberOfKeys: 2 });
-    client.defineCommand('sspScheduleTermination', { lua: SCHEDULE_TERMINATION_SCRIPT, numberOfKeys: 3 });
+    client.defineCommand('sspScheduleTermination', { lua: SCHEDULE_TERMINATION_SCRIPT, numberOfKeys: 4 });
     client.defineCommand('sspClaimTerminations', { lua: CLAIM_TERMINATIONS_SCRIPT, numberOfKeys: 2 });
     this.scripts = client as unknown as ScriptCommands;
     client.on('error', (e: unknown) => {
@@ -371,17 +372,30 @@ export class RedisStore implements StateStore {
     return `${this.prefix}none:${key}`;
   }
 
-  async scheduleTermination(key: string, atMs: number | null): Promise<void> {
+  async scheduleTermination(
+    key: string,
+    atMs: number | null,
+    by: TerminationSetter = 'lease',
+  ): Promise<void> {
     const ttl = atMs === null ? 0 : Math.max(1, Math.ceil(atMs - Date.now() + RECORD_GRACE_MS));
     await this.call('schedule termination', () =>
       this.scripts.sspScheduleTermination(
         ...this.terminationKeys(),
         this.recordKeyOf(key),
+        `${this.prefix}term:client`,
         key,
         atMs === null ? '' : String(Math.round(atMs)),
         String(ttl),
+        by,
       ),
     );
+  }
+
+  async terminationSetByClient(key: string): Promise<boolean> {
+    const v = await this.call('termination setter', () =>
+      this.client.hexists(`${this.prefix}term:client`, key),
+    );
+    return v === 1;
   }
 
   async terminationOf(key: string): Promise<number | null> {

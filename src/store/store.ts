@@ -2,12 +2,17 @@
  * Everything a proxy must remember between calls, behind one interface so that a shared
  * store (Redis) can replace the in-process one and let any proxy continue any client's work.
  */
+/** Who schedules a termination: the idle lease, or the resource's client (SetTerminationTime). */
+export type TerminationSetter = 'lease' | 'client';
+
 export interface ConnectionRecord {
   cluster: string;
   owner: string;
   application: string;
   /** The ServiceVersion uri it was created at, when an SLA control file is in effect. */
   serviceVersion?: string;
+  /** When it was opened (ms since the epoch); records written before it was kept lack it. */
+  created?: number;
 }
 
 export interface SessionRecord {
@@ -17,6 +22,8 @@ export interface SessionRecord {
   serviceVersion?: string;
   /** The connection's application (records written before it was kept lack it). */
   application?: string;
+  /** When it was created or last opened (ms since the epoch). */
+  created?: number;
 }
 
 /** One limit taking part in a rate decision. */
@@ -118,10 +125,18 @@ export interface StateStore {
   /**
    * Schedules the end of a resource (`session:{id}`, `connection:{id}`) at `atMs`, replacing any
    * earlier schedule or claim on it; null cancels it. The lifetime reaper acts on it when due.
+   *
+   * `by` says who asks. 'lease' (the idle lease, the default) does nothing to a resource whose
+   * client has set its termination time; null from it means the resource has ended, and clears
+   * everything. 'client' (WS-ResourceLifetime SetTerminationTime) sets the time and marks it as
+   * the client's; null from it removes the client's time (the idle lease may start again) and
+   * lets the resource's record live on without an expiry.
    */
-  scheduleTermination(key: string, atMs: number | null): Promise<void>;
+  scheduleTermination(key: string, atMs: number | null, by?: TerminationSetter): Promise<void>;
   /** When a resource is scheduled to end, or null (nothing scheduled, or being carried out). */
   terminationOf(key: string): Promise<number | null>;
+  /** Whether the resource's client set its termination time (and the idle lease stands aside). */
+  terminationSetByClient(key: string): Promise<boolean>;
   /**
    * Hands out up to `max` terminations due at `nowMs`, each claimed for `leaseMs`, so that one
    * proxy of the farm acts on each. A claim not finished within its lease (the proxy that held

@@ -22,7 +22,8 @@ import { createPipeline, type Answer, type Phases, type Pipeline } from '../../s
 import type { PolicyManager } from '../../src/policy/policy-manager';
 import type { WssVerifier } from '../../src/security/verifier';
 import { envelope as plainEnvelope, type EnvelopeWriter } from '../../src/soap/envelope';
-import { defaultWsdlPath, loadContract, type Contract } from '../../src/soap/wsdl';
+import type { Contract } from '../../src/soap/wsdl';
+import { loadProxyContract } from '../../src/operations/contract';
 import { MemoryStore } from '../../src/store/memory-store';
 import type { StateStore } from '../../src/store/store';
 import { envelope11, op, pick } from './soap-http';
@@ -32,7 +33,7 @@ export { envelope11, op, pick };
 let contract: Contract | null = null;
 /** The WSDL contract, loaded once per test process. */
 export function testContract(): Contract {
-  contract ??= loadContract(defaultWsdlPath(ROOT));
+  contract ??= loadProxyContract(ROOT);
   return contract;
 }
 
@@ -121,6 +122,8 @@ export interface HarnessOptions {
   maxTasksPerBatch?: number;
   /** Idle leases (default: nothing lapses). */
   lifetime?: LifetimeConfig;
+  /** How far ahead SetTerminationTime may go (default 30 days). */
+  maxTerminationMs?: number;
   /** Changes the declared phases before the pipeline is made (for example to add a probe hook). */
   phases?: (p: Phases) => Phases;
 }
@@ -171,6 +174,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       lifetimes,
       maxTasksPerBatch: opts.maxTasksPerBatch ?? 1000,
       reliability,
+      resources: { maxTerminationMs: opts.maxTerminationMs ?? 30 * 86_400_000 },
     }),
   );
   const write = opts.write ?? plainEnvelope;

@@ -35,7 +35,7 @@ export async function postSoap(
 
 /** Text of the first element with this local name, or undefined. */
 export function pick(xml: string, local: string): string | undefined {
-  const m = new RegExp(`<(?:\\w+:)?${local}(?:\\s[^>]*)?>([^<]*)</(?:\\w+:)?${local}>`).exec(xml);
+  const m = new RegExp(`<(?:[\\w.-]+:)?${local}(?:\\s[^>]*)?>([^<]*)</(?:[\\w.-]+:)?${local}>`).exec(xml);
   return m ? m[1] : undefined;
 }
 

@@ -1,0 +1,13 @@
+/** Namespaces of the WS-Resource standards the resource port types speak (see schemas/ws/). */
+export const WSA = 'http://www.w3.org/2005/08/addressing';
+export const WSA_2004 = 'http://schemas.xmlsoap.org/ws/2004/08/addressing';
+export const WSRF_BF = 'http://docs.oasis-open.org/wsrf/bf-2';
+export const WSRF_R = 'http://docs.oasis-open.org/wsrf/r-2';
+export const WSRF_RP = 'http://docs.oasis-open.org/wsrf/rp-2';
+export const WSRF_RL = 'http://docs.oasis-open.org/wsrf/rl-2';
+export const XSI = 'http://www.w3.org/2001/XMLSchema-instance';
+export const SYM = 'http://soapproxy.symphony/v1';
+/** The one query dialect we evaluate: XPath 1.0, as WS-ResourceProperties names it. */
+export const XPATH_10 = 'http://www.w3.org/TR/1999/REC-xpath-19991116';
+/** The ErrorCode dialect of our base faults: the proxy's error codes (SSP_…). */
+export const SSP_ERRORS = 'urn:symphony-soap-proxy:errors';
