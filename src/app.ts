@@ -88,6 +88,8 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
         tls: config.server.tls !== undefined,
       },
       resources: { xpath, maxTerminationMs: config.lifetime.maxTerminationMs },
+      enumeration: config.enumeration,
+      encodeOutput: contract.encodeOutput,
     }),
   );
   const sec = config.security;

@@ -283,6 +283,23 @@ export const configSchema = z
         clusters: z.array(cluster).default([]),
       })
       .prefault({}),
+    /** WS-Enumeration of task outputs and sessions (see docs/operations.md). */
+    enumeration: z
+      .strictObject({
+        /** Expiry of a context whose Enumerate asks for none. */
+        defaultExpiresMs: z.number().int().min(1000).default(600_000),
+        /** Longest expiry granted; a longer request gets this (unless it says BestEffort="false"). */
+        maxExpiresMs: z.number().int().min(1000).default(86_400_000),
+        /** Most items in one page, whatever MaxElements or MaxItems asks. */
+        maxElements: z.number().int().min(1).max(10_000).default(1000),
+        /** Longest MaxTime honoured: how long a Pull may wait for the first output. */
+        maxTimeMs: z.number().int().min(0).max(600_000).default(60_000),
+        /** How long a page's outputs wait for the next Pull or Release before they go back to the session. */
+        pageLeaseMs: z.number().int().min(1000).default(120_000),
+        /** Most sessions in one enumeration of a consumer's sessions. */
+        maxSessions: z.number().int().min(1).max(100_000).default(10_000),
+      })
+      .prefault({}),
     lifetime: z
       .object({
         /** An unused session is closed on the grid this long after its last call; 0: never. */

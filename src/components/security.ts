@@ -91,6 +91,6 @@ export async function loadSecurity(
       { certFile: rs.certFile },
     );
   }
-  const write: EnvelopeWriter = signer ? (v, body) => signer.envelope(v, body) : envelope;
+  const write: EnvelopeWriter = signer ? (v, body, header) => signer.envelope(v, body, header) : envelope;
   return { verifier, reloadCrls, signer, write };
 }

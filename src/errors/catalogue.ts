@@ -21,6 +21,16 @@ export type FaultElement =
  * Fault elements of the WS-Resource standards (WS-BaseFaults 1.2 shape), for the resource port
  * types: `prefix:Name`, the prefix naming the standard's schema (see resources/namespaces.ts).
  */
+/**
+ * A standard's fault code (WS-Enumeration's wsen:InvalidEnumerationContext and the like): the
+ * SOAP 1.2 Subcode, and the faultcode of SOAP 1.1 (which has no subcodes).
+ */
+export interface FaultSubcode {
+  ns: string;
+  prefix: string;
+  local: string;
+}
+
 export type StandardFault =
   | 'wsrf-r:ResourceUnknownFault'
   | 'wsrf-r:ResourceUnavailableFault'
@@ -318,6 +328,54 @@ export const CATALOGUE = {
     retryable: false,
     hint: 'this resource cannot have a termination time of its own; it ends when its connection or session does',
   },
+  SSP_ENUMERATION_CONTEXT_INVALID: {
+    status: 400,
+    side: 'Receiver',
+    retryable: false,
+    hint: "the enumeration context is unknown, released, expired or another consumer's; start a new one with Enumerate (outputs not acknowledged by a Pull or Release are delivered again)",
+  },
+  SSP_ENUMERATION_TIMED_OUT: {
+    status: 504,
+    side: 'Receiver',
+    retryable: true,
+    hint: 'no item arrived within MaxTime; Pull again with the same context (it is still valid)',
+  },
+  SSP_ENUMERATION_EXPIRES_INVALID: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'ask for an expiry in the future: a positive xs:duration (for example PT10M) or a later xs:dateTime',
+  },
+  SSP_ENUMERATION_FILTER_UNSUPPORTED: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: "an enumeration of task outputs takes every output (a filter would hide outputs nobody else would then see); filter the consumer's sessions instead, or send no Filter",
+  },
+  SSP_ENUMERATION_DIALECT_UNAVAILABLE: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'use an XPath 1.0 filter: the SupportedDialect elements of the fault name the dialects',
+  },
+  SSP_ENUMERATION_FILTER_INVALID: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'send a simpler XPath 1.0 filter whose prefixes are declared on the Filter element; the limits are in the README',
+  },
+  SSP_ENUMERATION_ENDTO_UNSUPPORTED: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'send no EndTo: the proxy does not call consumer-supplied addresses; Pull until EndOfSequence, or GetStatus to see the expiry',
+  },
+  SSP_ENUMERATION_ITEM_TOO_LARGE: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'the next item is larger than MaxCharacters; Pull again with a larger MaxCharacters (the item is kept for it)',
+  },
   SSP_UNKNOWN_PATH: {
     status: 404,
     side: 'Sender',
@@ -399,12 +457,21 @@ export class GatewayError extends Error {
   readonly transport: boolean;
   readonly hint: string;
   readonly retryAfterSeconds: number | undefined;
+  readonly subcode: FaultSubcode | undefined;
+  readonly extraDetail: string | undefined;
 
   constructor(
     code: ErrorCodeName,
     message: string,
     /** `detail` replaces the catalogue's fault element (a resource port type reports its standard faults). */
-    opts: { retryAfterSeconds?: number; cause?: unknown; detail?: FaultElement | StandardFault } = {},
+    opts: {
+      retryAfterSeconds?: number;
+      cause?: unknown;
+      detail?: FaultElement | StandardFault;
+      subcode?: FaultSubcode;
+      /** More detail elements, after ours (for example WS-Enumeration's SupportedDialect). */
+      extraDetail?: string;
+    } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     const entry: CatalogueEntry = CATALOGUE[code];
@@ -417,6 +484,8 @@ export class GatewayError extends Error {
     this.transport = entry.transport ?? false;
     this.hint = entry.hint;
     this.retryAfterSeconds = opts.retryAfterSeconds ?? (entry.retryable ? 1 : undefined);
+    this.subcode = opts.subcode;
+    this.extraDetail = opts.extraDetail;
   }
 }
 

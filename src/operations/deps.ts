@@ -3,6 +3,8 @@ import type { GridRouter } from '../backend/grid-router';
 import type { Lifetimes } from '../lifetime/lifetimes';
 import type { XPathEngine } from '../resources/xpath/xpath-engine';
 import type { PublicAddress } from '../server/endpoint-url';
+import type { EnumerationConfig } from '../resources/enumeration';
+import type { TaskOutputItem } from '../pipeline/operation';
 
 /** What the operation handlers need; built once at start and shared by all requests. */
 export interface OperationDeps {
@@ -13,6 +15,10 @@ export interface OperationDeps {
   maxTasksPerBatch: number;
   /** Where clients reach the service: the base of the endpoint references we hand out. */
   publicAddress?: PublicAddress;
+  /** WS-Enumeration bounds (defaults: resources/enumeration.ts). */
+  enumeration?: EnumerationConfig;
+  /** Writes one task output as the sym:Output element (enumeration items); from the contract. */
+  encodeOutput?: (item: TaskOutputItem) => string;
   /** The WS-Resource operations' query engine and lifetime bounds. */
   resources?: {
     /** Without one, the handlers share an engine started on first use. */

@@ -8,13 +8,25 @@ import { always, never, operation, whenKeyed, type OperationSpec } from '../pipe
 import type { DecodedFields } from '../soap/schema';
 import { connectionHandlers } from './connection';
 import type { OperationDeps } from './deps';
+import { loadProxyContract } from './contract';
+import { ROOT } from '../paths';
 import type { FetchTaskOutputArgs } from './messages';
 import { sessionHandlers } from './session';
 import { taskInputHandlers } from './task-input';
 import { taskOutputHandlers } from './task-output';
 import { resourceHandlers } from '../resources/handlers';
+import { enumerationHandlers } from '../resources/enumeration';
+import type { PageAnswer } from '../resources/enumeration-codecs';
+import type { TaskOutputItem } from '../pipeline/operation';
 
 export type OperationTable = Record<string, OperationSpec<DecodedFields, unknown>>;
+
+/** Without a contract's writer (embedders, tests), task outputs in enumeration pages use one loaded on first use. */
+function outputWriter(deps: OperationDeps): (item: TaskOutputItem) => string {
+  if (deps.encodeOutput) return deps.encodeOutput;
+  let write: ((item: TaskOutputItem) => string) | undefined;
+  return (item) => (write ??= loadProxyContract(ROOT).encodeOutput)(item);
+}
 
 export function operationTable(deps: OperationDeps): OperationTable {
   const connection = connectionHandlers(deps);
@@ -22,6 +34,9 @@ export function operationTable(deps: OperationDeps): OperationTable {
   const input = taskInputHandlers(deps);
   const output = taskOutputHandlers(deps);
   const resource = resourceHandlers(deps);
+  const enumeration = enumerationHandlers(deps, outputWriter(deps));
+  const sources = ['EnumerationSource2004PortType', 'EnumerationSource2011PortType'] as const;
+  const pageOutputs = (r: PageAnswer): TaskOutputItem[] => r.outputs ?? [];
   // Sessions and connections as WS-Resources share their operations: the address tells which.
   const resources = ['SessionResourcePortType', 'ConnectionResourcePortType'] as const;
   const reading = { remembered: false, rerunOnResend: always };
@@ -131,6 +146,27 @@ export function operationTable(deps: OperationDeps): OperationTable {
       portType: resources,
       handler: resource.SetTerminationTime,
       traits: { remembered: true, rerunOnResend: never },
+    }),
+
+    // WS-Enumeration. A context names its page, so a repeated Pull gets the same page: repeats
+    // need no remembered answer. A repeated Enumerate starts another context, whose first
+    // page (if any) the lost one's lease hands back in time.
+    Enumerate: operation({
+      portType: sources,
+      handler: enumeration.Enumerate,
+      traits: { remembered: false, rerunOnResend: always, taskOutputs: pageOutputs },
+    }),
+    Pull: operation({
+      portType: 'EnumerationSource2004PortType',
+      handler: enumeration.Pull,
+      traits: { remembered: false, rerunOnResend: always, taskOutputs: pageOutputs },
+    }),
+    Renew: operation({ portType: sources, handler: enumeration.Renew, traits: reading }),
+    GetStatus: operation({ portType: sources, handler: enumeration.GetStatus, traits: reading }),
+    Release: operation({
+      portType: sources,
+      handler: enumeration.Release,
+      traits: { remembered: false, rerunOnResend: always, releases: true },
     }),
   };
 }

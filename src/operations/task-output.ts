@@ -1,6 +1,7 @@
 /** TaskOutput port type: fetchTaskOutput, acknowledgeTaskOutput. */
 import { randomBytes } from 'node:crypto';
 import type { Payload, TaskOutput } from '../backend/protocol';
+import type { ResolvedCall } from '../pipeline/context';
 import type { Handler, TaskOutputItem } from '../pipeline/operation';
 import { parseXml } from '../soap/xml';
 import type { StoredOutput } from '../store/store';
@@ -62,7 +63,7 @@ function deserializeOutput(data: string): TaskOutput {
   };
 }
 
-function render(o: TaskOutput): TaskOutputItem & { tag: string | undefined } {
+export function render(o: TaskOutput): TaskOutputItem & { tag: string | undefined } {
   const { value, problem } = checkedOutput(o.payload);
   return {
     taskId: o.taskId,
@@ -73,76 +74,106 @@ function render(o: TaskOutput): TaskOutputItem & { tag: string | undefined } {
   };
 }
 
+/** What a leased fetch asks of the store and the grid (fetchTaskOutput and enumeration Pulls). */
+export interface LeasedFetch {
+  sessionId: string;
+  cluster: string;
+  acknowledge: string | undefined;
+  countMax: number;
+  /** How long to wait for the grid when nothing is in hand. */
+  waitMs: number;
+  /** 0: not leased (outputs handed out are forgotten). */
+  leaseMs: number;
+  reclaimAll: boolean;
+  repeatKey: string | undefined;
+  repeatTtlMs: number;
+}
+
+/**
+ * Lapsed leases first, then the grid. A leased fetch stores what the grid handed out before it
+ * acknowledges the grid's hold, so that a proxy dying at any point loses nothing: before the
+ * store write the grid takes its outputs back, after it the lease has them.
+ */
+export async function leasedFetch(
+  deps: Pick<OperationDeps, 'router' | 'store' | 'reliability'>,
+  ctx: ResolvedCall,
+  f: LeasedFetch,
+): Promise<{ repeat: boolean; token: string; outputs: TaskOutput[] }> {
+  const { router, store, reliability } = deps;
+  const start = await store.beginFetch({
+    sessionId: f.sessionId,
+    acknowledge: f.acknowledge,
+    token: randomBytes(16).toString('base64url'),
+    leaseMs: f.leaseMs,
+    reclaimAll: f.reclaimAll,
+    countMax: f.countMax,
+    repeatKey: f.repeatKey,
+    repeatTtlMs: f.repeatTtlMs,
+  });
+  const outputs = start.outputs.map(deserializeOutput);
+  if (start.repeat || outputs.length >= f.countMax)
+    return { repeat: start.repeat, token: start.token, outputs };
+  // Outputs in hand are answered at once rather than held for a long poll.
+  const waitMs = outputs.length > 0 ? 0 : f.waitMs;
+  try {
+    const reply = await router.call(
+      ctx,
+      f.cluster,
+      'fetchOutputs',
+      {
+        sessionId: f.sessionId,
+        countMax: f.countMax - outputs.length,
+        waitMs,
+        holdMs: f.leaseMs > 0 ? reliability.gridHoldMs : 0,
+      },
+      // The grid may legitimately hold the call for waitMs before answering.
+      waitMs + router.client(f.cluster).opts.requestTimeoutMs,
+      // Held outputs go back to the session when the socket drops, so a retry is safe.
+      { retrySafe: f.leaseMs > 0 },
+    );
+    if (f.leaseMs > 0 && reply.outputs.length > 0) {
+      await store.leaseOutputs(f.sessionId, start.token, reply.outputs.map(serializeOutput), f.leaseMs);
+      const deliveryId = reply.deliveryId;
+      if (deliveryId) {
+        // Unacknowledged, the grid would hand them out again after gridHoldMs: a duplicate, not a loss.
+        router
+          .client(f.cluster)
+          .call('ackOutputs', { sessionId: f.sessionId, deliveryId })
+          .catch(() => undefined);
+      }
+    }
+    outputs.push(...reply.outputs);
+  } catch (e) {
+    // Lapsed outputs already taken are this fetch's: deliver them rather than a fault.
+    if (outputs.length === 0) throw e;
+  }
+  return { repeat: false, token: start.token, outputs };
+}
+
 export function taskOutputHandlers(deps: OperationDeps): {
   fetchTaskOutput: Handler<FetchTaskOutputArgs, FetchReply>;
   acknowledgeTaskOutput: Handler<AcknowledgeTaskOutputArgs, Record<string, never>>;
 } {
-  const { router, store, reliability } = deps;
+  const { store, reliability } = deps;
   return {
-    /**
-     * Lapsed leases first, then the grid. A leased fetch stores what the grid handed out
-     * before it acknowledges the grid's hold, so that a proxy dying at any point loses nothing:
-     * before the store write the grid takes its outputs back, after it the lease has them.
-     */
     async fetchTaskOutput(args: FetchTaskOutputArgs, ctx) {
       const rec = await ownedSession(deps, ctx, args.sessionId);
       const leaseMs = args.leaseMillis === undefined ? 0 : Math.min(args.leaseMillis, reliability.maxLeaseMs);
-      const start = await store.beginFetch({
+      const fetched = await leasedFetch(deps, ctx, {
         sessionId: args.sessionId,
+        cluster: rec.cluster,
         acknowledge: args.acknowledge,
-        token: randomBytes(16).toString('base64url'),
+        countMax: args.countMax,
+        waitMs: args.timeoutMillis ?? 0,
         leaseMs,
         reclaimAll: leaseMs > 0 && args.acknowledge === undefined,
-        countMax: args.countMax,
         repeatKey: leaseMs > 0 ? ctx.clientKey : undefined,
         repeatTtlMs: reliability.clientKeyTtlMs,
       });
-      const outputs = start.outputs.map(deserializeOutput);
-      if (start.repeat) ctx.repeated = true;
-      else if (outputs.length < args.countMax) {
-        // Outputs in hand are answered at once rather than held for a long poll.
-        const waitMs = outputs.length > 0 ? 0 : (args.timeoutMillis ?? 0);
-        try {
-          const reply = await router.call(
-            ctx,
-            rec.cluster,
-            'fetchOutputs',
-            {
-              sessionId: args.sessionId,
-              countMax: args.countMax - outputs.length,
-              waitMs,
-              holdMs: leaseMs > 0 ? reliability.gridHoldMs : 0,
-            },
-            // The grid may legitimately hold the call for waitMs before answering.
-            waitMs + router.client(rec.cluster).opts.requestTimeoutMs,
-            // Held outputs go back to the session when the socket drops, so a retry is safe.
-            { retrySafe: leaseMs > 0 },
-          );
-          if (leaseMs > 0 && reply.outputs.length > 0) {
-            await store.leaseOutputs(
-              args.sessionId,
-              start.token,
-              reply.outputs.map(serializeOutput),
-              leaseMs,
-            );
-            const deliveryId = reply.deliveryId;
-            if (deliveryId) {
-              // Unacknowledged, the grid would hand them out again after gridHoldMs: a duplicate, not a loss.
-              router
-                .client(rec.cluster)
-                .call('ackOutputs', { sessionId: args.sessionId, deliveryId })
-                .catch(() => undefined);
-            }
-          }
-          outputs.push(...reply.outputs);
-        } catch (e) {
-          // Lapsed outputs already taken are this fetch's: deliver them rather than a fault.
-          if (outputs.length === 0) throw e;
-        }
-      }
+      if (fetched.repeat) ctx.repeated = true;
       return {
-        taskOutput: outputs.map(render),
-        deliveryToken: leaseMs > 0 ? start.token : undefined,
+        taskOutput: fetched.outputs.map(render),
+        deliveryToken: leaseMs > 0 ? fetched.token : undefined,
       };
     },
 

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { DecodedFields } from '../soap/schema';
-import type { SoapVersion } from '../soap/envelope';
+import type { RequestAddressing, SoapVersion } from '../soap/envelope';
 import type { XmlElement } from '../soap/xml';
 import type { TrustedSigner } from '../security/truststore';
 import type { ActivePolicy, CompiledVersion } from '../policy/active-policy';
@@ -60,6 +60,8 @@ export interface CallContext {
   path: string;
   /** The WS-Resource the request path addresses, if any (see resources/address.ts). */
   resource?: AddressedResource;
+  /** The request's WS-Addressing, when it used any: the reply then carries Action and RelatesTo. */
+  addressing?: RequestAddressing;
   /** The application of the connection or session the call used, once its record was read. */
   application?: string;
   /** Generated, or the client's WS-Addressing MessageID; echoed in X-Correlation-Id and audited. */

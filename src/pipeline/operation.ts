@@ -32,7 +32,9 @@ export type PortType =
   | 'TaskInputPortType'
   | 'TaskOutputPortType'
   | 'SessionResourcePortType'
-  | 'ConnectionResourcePortType';
+  | 'ConnectionResourcePortType'
+  | 'EnumerationSource2004PortType'
+  | 'EnumerationSource2011PortType';
 
 /** The code behind one operation: decoded, schema-valid arguments in, the response value out. */
 export type Handler<A, R> = (args: A, ctx: ResolvedCall) => Promise<R>;
@@ -96,22 +98,30 @@ export function bindOperations(
   table: Readonly<Record<string, OperationSpec<DecodedFields, unknown>>>,
 ): Map<string, BoundOperation> {
   const bound = new Map<string, BoundOperation>();
-  const names = new Set<string>();
+  const portTypesOf = new Map<string, Set<string>>();
   for (const [qname, info] of wsdl) {
     const spec = Object.hasOwn(table, info.name) ? table[info.name] : undefined;
     if (!spec) throw new Error(`the WSDL operation ${info.name} has no entry in the operation table`);
-    const declared = [spec.portType].flat().sort().join(', ');
-    const inWsdl = [...info.portTypes].sort().join(', ');
-    if (declared !== inWsdl) {
-      throw new Error(
-        `the operation table puts ${info.name} in port type ${declared}; the WSDL says ${inWsdl}`,
-      );
+    const declared: readonly string[] = [spec.portType].flat();
+    for (const p of info.portTypes) {
+      if (!declared.includes(p)) {
+        throw new Error(
+          `the operation table puts ${info.name} in port type ${declared.join(', ')}; the WSDL says ${p}`,
+        );
+      }
     }
     bound.set(qname, { ...info, handler: spec.handler, traits: spec.traits });
-    names.add(info.name);
+    const seen = portTypesOf.get(info.name) ?? new Set<string>();
+    for (const p of info.portTypes) seen.add(p);
+    portTypesOf.set(info.name, seen);
   }
-  for (const name of Object.keys(table)) {
-    if (!names.has(name)) throw new Error(`the operation table has ${name}, which the WSDL does not declare`);
+  for (const [name, spec] of Object.entries(table)) {
+    const seen = portTypesOf.get(name);
+    if (!seen) throw new Error(`the operation table has ${name}, which the WSDL does not declare`);
+    for (const p of [spec.portType].flat()) {
+      if (!seen.has(p))
+        throw new Error(`the operation table puts ${name} in port type ${p}; the WSDL does not`);
+    }
   }
   return bound;
 }

@@ -157,14 +157,14 @@ export function createPipeline(phases: Phases, write: EnvelopeWriter = envelope)
         const fault = asGatewayError(e);
         let rendered;
         try {
-          rendered = renderFault(fault, ctx.soapVersion, ctx.correlationId, write);
+          rendered = renderFault(fault, ctx.soapVersion, ctx.correlationId, write, ctx.addressing);
         } catch (signing) {
           // The fault still reaches the client, unsigned, rather than no answer at all.
           log.error('signing a fault failed', {
             correlationId: ctx.correlationId,
             error: signing instanceof Error ? signing.message : String(signing),
           });
-          rendered = renderFault(fault, ctx.soapVersion, ctx.correlationId, envelope);
+          rendered = renderFault(fault, ctx.soapVersion, ctx.correlationId, envelope, ctx.addressing);
         }
         rendered.headers['x-correlation-id'] = ctx.correlationId;
         return { ...rendered, fault };

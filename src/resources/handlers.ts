@@ -17,6 +17,7 @@ import { addressedResource } from './address';
 import { addDuration, parseDateTime, type RequestedTermination } from './codecs';
 import { connectionProperties, sessionProperties, type PropertiesDocument } from './properties';
 import { XPathEngine, XPathQueryError } from './xpath/xpath-engine';
+import type { SessionRecord } from '../store/store';
 
 export interface ItemsAnswer {
   items: string[];
@@ -58,9 +59,40 @@ function resourceOp<A, R>(destroying: boolean, run: Handler<A, R>): Handler<A, R
   };
 }
 
+/** A session's properties document: one grid status and one read of its termination. */
+export async function sessionDocument(
+  deps: Pick<OperationDeps, 'router' | 'lifetimes'>,
+  ctx: ResolvedCall,
+  id: string,
+  rec: SessionRecord,
+): Promise<PropertiesDocument> {
+  const [s, term] = await Promise.all([
+    deps.router.call(ctx, rec.cluster, 'sessionStatus', { sessionId: id }),
+    deps.lifetimes.termination('session', id),
+  ]);
+  return sessionProperties({
+    sessionId: id,
+    state: stateName(s.state),
+    name: s.name,
+    priority: s.priority,
+    application: rec.application,
+    cluster: rec.cluster,
+    connectionId: rec.connectionId,
+    owner: ctx.consumer.subject ?? ctx.consumer.id,
+    pending: s.pending,
+    running: s.running,
+    done: s.done,
+    failed: s.failed,
+    outputsWaiting: s.outputsReady,
+    createdMs: rec.created,
+    nowMs: Date.now(),
+    terminationMs: term.atMs,
+  });
+}
+
 let sharedEngine: XPathEngine | undefined;
 /** Embedders and tests that give no engine share one, started on first use. */
-function defaultEngine(): XPathEngine {
+export function defaultEngine(): XPathEngine {
   return (sharedEngine ??= new XPathEngine());
 }
 
@@ -75,7 +107,7 @@ export function resourceHandlers(deps: OperationDeps): {
   Destroy: Handler<Record<string, never>, Record<string, never>>;
   SetTerminationTime: Handler<RequestedTermination, TerminationAnswer>;
 } {
-  const { router, lifetimes } = deps;
+  const { lifetimes } = deps;
   const sessions = sessionHandlers(deps);
   const connections = connectionHandlers(deps);
   const maxTerminationMs = deps.resources?.maxTerminationMs ?? 0;
@@ -83,39 +115,14 @@ export function resourceHandlers(deps: OperationDeps): {
   /** One snapshot of the addressed resource's properties. */
   async function snapshot(ctx: ResolvedCall): Promise<PropertiesDocument> {
     const r = addressedResource(ctx);
-    const owner = ctx.consumer.subject ?? ctx.consumer.id;
-    if (r.kind === 'session') {
-      const rec = await ownedSession(deps, ctx, r.id);
-      const [s, term] = await Promise.all([
-        router.call(ctx, rec.cluster, 'sessionStatus', { sessionId: r.id }),
-        lifetimes.termination('session', r.id),
-      ]);
-      return sessionProperties({
-        sessionId: r.id,
-        state: stateName(s.state),
-        name: s.name,
-        priority: s.priority,
-        application: rec.application,
-        cluster: rec.cluster,
-        connectionId: rec.connectionId,
-        owner,
-        pending: s.pending,
-        running: s.running,
-        done: s.done,
-        failed: s.failed,
-        outputsWaiting: s.outputsReady,
-        createdMs: rec.created,
-        nowMs: Date.now(),
-        terminationMs: term.atMs,
-      });
-    }
+    if (r.kind === 'session') return sessionDocument(deps, ctx, r.id, await ownedSession(deps, ctx, r.id));
     const rec = await ownedConnection(deps, ctx, r.id);
     const term = await lifetimes.termination('connection', r.id);
     return connectionProperties({
       connectionId: r.id,
       application: rec.application,
       cluster: rec.cluster,
-      owner,
+      owner: ctx.consumer.subject ?? ctx.consumer.id,
       createdMs: rec.created,
       nowMs: Date.now(),
       terminationMs: term.atMs,

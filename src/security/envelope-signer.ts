@@ -68,8 +68,11 @@ export class EnvelopeSigner {
     this.ttlMs = (opts.ttlSeconds ?? 300) * 1000;
   }
 
-  /** A complete signed envelope around `body` (the element(s) inside soap:Body). */
-  envelope(version: SoapVersion, body: string, now = Date.now()): string {
+  /**
+   * A complete signed envelope around `body` (the element(s) inside soap:Body); `header` blocks
+   * (WS-Addressing's reply headers) follow the Security header.
+   */
+  envelope(version: SoapVersion, body: string, header = '', now = Date.now()): string {
     const ns = version === '1.1' ? SOAP11_NS : SOAP12_NS;
     const n = (++this.counter).toString(36);
     const bodyId = `Body-${this.idPrefix}-${n}`;
@@ -108,7 +111,7 @@ export class EnvelopeSigner {
       `<wsse:BinarySecurityToken EncodingType="${BASE64_BINARY}" ValueType="${X509V3}" wsu:Id="${tokenId}">${this.tokenB64}</wsse:BinarySecurityToken>` +
       `<ds:Signature>${signedInfo}<ds:SignatureValue>${signatureValue}</ds:SignatureValue>` +
       `<ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI="#${tokenId}" ValueType="${X509V3}"/></wsse:SecurityTokenReference></ds:KeyInfo>` +
-      `</ds:Signature></wsse:Security></soap:Header>` +
+      `</ds:Signature></wsse:Security>${header}</soap:Header>` +
       `<soap:Body wsu:Id="${bodyId}">${body}</soap:Body></soap:Envelope>`
     );
   }

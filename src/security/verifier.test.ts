@@ -72,7 +72,7 @@ describe('security/verifier: in-process round trips with the envelope signer', (
 
   it('refuses a stale envelope by its Timestamp', async () => {
     const signer = new EnvelopeSigner({ certFile: pki.client.certFile, keyFile: pki.client.keyFile });
-    const stale = signer.envelope('1.1', BODY, Date.now() - 10 * 60_000);
+    const stale = signer.envelope('1.1', BODY, '', Date.now() - 10 * 60_000);
     expect(await verifyText(verifier(), stale, '1.1')).to.equal('SSP_WSS_TIMESTAMP');
   });
 });

@@ -93,8 +93,33 @@ export function readEnvelope(root: XmlElement, version: SoapVersion): EnvelopePa
   return { header, payload: inBody[0]! };
 }
 
-/** Wraps body content in an envelope; the response signer is one, the plain writer another. */
-export type EnvelopeWriter = (version: SoapVersion, body: string) => string;
+/** Wraps body content (and header blocks) in an envelope; the response signer is one, the plain writer another. */
+export type EnvelopeWriter = (version: SoapVersion, body: string, header?: string) => string;
+
+/** What a reply needs of the request's WS-Addressing, when it used any. */
+export interface RequestAddressing {
+  /** The WS-Addressing namespace the request used (1.0, or the 2004/08 submission). */
+  ns: string;
+  messageId: string | undefined;
+}
+
+/** WS-Addressing's reply headers: the reply's Action and RelatesTo the request's MessageID. */
+export function replyHeaders(a: RequestAddressing | undefined, action: string): string {
+  if (!a) return '';
+  return (
+    `<wsa:Action xmlns:wsa="${a.ns}">${escapeText(action)}</wsa:Action>` +
+    (a.messageId !== undefined
+      ? `<wsa:RelatesTo xmlns:wsa="${a.ns}">${escapeText(a.messageId)}</wsa:RelatesTo>`
+      : '')
+  );
+}
+
+/** The Action of a fault reply: the standard's own fault action, else WS-Addressing's. */
+function faultAction(err: GatewayError, a: RequestAddressing): string {
+  if (err.subcode) return `${err.subcode.ns}/fault`;
+  if (err.detail?.startsWith('wsrf-')) return 'http://docs.oasis-open.org/wsrf/fault';
+  return `${a.ns}/fault`;
+}
 
 export function envelope(version: SoapVersion, body: string, header = ''): string {
   const ns = version === '1.1' ? SOAP11_NS : SOAP12_NS;
@@ -117,6 +142,7 @@ export function renderFault(
   version: SoapVersion,
   correlationId: string,
   write: EnvelopeWriter = envelope,
+  addressing?: RequestAddressing,
 ): FaultOut {
   const detailName = err.detail ?? 'ProxyFault';
   const detail = detailName.includes(':')
@@ -131,24 +157,32 @@ export function renderFault(
       `<sym:correlationId>${escapeText(correlationId)}</sym:correlationId>` +
       `</sym:${detailName}>`;
   const reason = escapeText(`${err.message} (${err.hint})`);
+  const details = detail + (err.extraDetail ?? '');
+  const sub = err.subcode;
   let fault: string;
   if (version === '1.1') {
-    const code =
-      err.code === 'SSP_VERSION_MISMATCH' ? 'VersionMismatch' : err.side === 'Sender' ? 'Client' : 'Server';
+    // SOAP 1.1 has no subcodes: a standard's code takes the faultcode's place.
+    const code = sub
+      ? `${sub.prefix}:${sub.local}`
+      : `soap:${err.code === 'SSP_VERSION_MISMATCH' ? 'VersionMismatch' : err.side === 'Sender' ? 'Client' : 'Server'}`;
     fault =
-      `<soap:Fault><faultcode>soap:${code}</faultcode><faultstring>${reason}</faultstring>` +
-      `<detail>${detail}</detail></soap:Fault>`;
+      `<soap:Fault${sub ? ` xmlns:${sub.prefix}="${sub.ns}"` : ''}><faultcode>${code}</faultcode><faultstring>${reason}</faultstring>` +
+      `<detail>${details}</detail></soap:Fault>`;
   } else {
     const code = err.code === 'SSP_VERSION_MISMATCH' ? 'VersionMismatch' : err.side;
+    const ours = `<soap:Subcode><soap:Value xmlns:ssp="urn:symphony-soap-proxy:errors">ssp:${err.code}</soap:Value></soap:Subcode>`;
     fault =
       `<soap:Fault><soap:Code><soap:Value>soap:${code}</soap:Value>` +
-      `<soap:Subcode><soap:Value xmlns:ssp="urn:symphony-soap-proxy:errors">ssp:${err.code}</soap:Value></soap:Subcode>` +
+      (sub
+        ? `<soap:Subcode><soap:Value xmlns:${sub.prefix}="${sub.ns}">${sub.prefix}:${sub.local}</soap:Value>${ours}</soap:Subcode>`
+        : ours) +
       `</soap:Code><soap:Reason><soap:Text xml:lang="en">${reason}</soap:Text></soap:Reason>` +
-      `<soap:Detail>${detail}</soap:Detail></soap:Fault>`;
+      `<soap:Detail>${details}</soap:Detail></soap:Fault>`;
   }
   // WS-I BP R1126: SOAP 1.1 faults travel with 500; SOAP 1.2 lets the status carry the class.
   const status = version === '1.2' || err.transport ? err.status : 500;
   const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[version] };
   if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);
-  return { status, body: write(version, fault), headers };
+  const header = addressing ? replyHeaders(addressing, faultAction(err, addressing)) : '';
+  return { status, body: write(version, fault, header), headers };
 }

@@ -13,8 +13,8 @@ function decode(op: string, inner: string): unknown {
 }
 
 describe('soap/schema: WSDL-driven codec', () => {
-  it('knows the six port types and their operations from the WSDL', () => {
-    const ports = new Set([...contract.byName.values()].flatMap((o) => o.portTypes));
+  it('knows the eight port types and their operations from the WSDL', () => {
+    const ports = new Set([...contract.operations.values()].flatMap((o) => o.portTypes));
     expect([...ports]).to.have.members([
       'ConnectionPortType',
       'SessionPortType',
@@ -22,6 +22,8 @@ describe('soap/schema: WSDL-driven codec', () => {
       'TaskOutputPortType',
       'SessionResourcePortType',
       'ConnectionResourcePortType',
+      'EnumerationSource2004PortType',
+      'EnumerationSource2011PortType',
     ]);
     expect(contract.byName.get('sendTaskInputBatch')!.soapAction).to.equal(`${S}/sendTaskInputBatch`);
   });

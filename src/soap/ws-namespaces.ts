@@ -11,3 +11,10 @@ export const SYM = 'http://soapproxy.symphony/v1';
 export const XPATH_10 = 'http://www.w3.org/TR/1999/REC-xpath-19991116';
 /** The ErrorCode dialect of our base faults: the proxy's error codes (SSP_…). */
 export const SSP_ERRORS = 'urn:symphony-soap-proxy:errors';
+/** WS-Enumeration: the 2004/09 submission (used by WS-Management) and the W3C 2011 Recommendation. */
+export const WSEN_2004 = 'http://schemas.xmlsoap.org/ws/2004/09/enumeration';
+export const WSEN_2011 = 'http://www.w3.org/2011/03/ws-enu';
+/** WS-Management: its OptimizeEnumeration asks for the first page in the EnumerateResponse. */
+export const WSMAN = 'http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd';
+/** The 2011 Recommendation's XPath 1.0 filter dialect (2004/09 uses XPATH_10). */
+export const XPATH_10_WSEN_2011 = 'http://www.w3.org/2011/03/ws-enu/Dialects/XPath10';

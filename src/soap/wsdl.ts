@@ -11,6 +11,7 @@ import { childElements, lookupPrefix, parseXml, type XmlElement } from './xml';
 export const WSDL_NS = 'http://schemas.xmlsoap.org/wsdl/';
 export const WSDL_SOAP11_NS = 'http://schemas.xmlsoap.org/wsdl/soap/';
 export const WSDL_SOAP12_NS = 'http://schemas.xmlsoap.org/wsdl/soap12/';
+const WSAM_NS = 'http://www.w3.org/2007/05/addressing/metadata';
 /** The namespace of our own message types (schemas/symphony.xsd). */
 const SYM_TYPES_NS = 'http://soapproxy.symphony/v1';
 
@@ -24,6 +25,8 @@ export interface OperationInfo {
    */
   portTypes: string[];
   soapAction: string;
+  /** The reply's WS-Addressing Action: the output's wsam:Action, else WS-Addressing's default. */
+  responseAction: string;
   request: ElementCodec;
   response: ElementCodec;
   faults: string[];
@@ -38,6 +41,7 @@ export interface Contract {
   schema: Schema;
   /** Keyed by `{namespace}localName` of the request element. */
   operations: Map<string, OperationInfo>;
+  /** The first operation of each name (an operation of several port types may have several). */
   byName: Map<string, OperationInfo>;
 }
 
@@ -60,6 +64,14 @@ function kids(el: XmlElement, ns: string, local: string): XmlElement[] {
  * by `{namespace}localName`: their schemas are served to clients as they are, and decoded by hand.
  */
 export type ForeignCodecs = ReadonlyMap<string, ElementCodec>;
+
+/** The codec of a message without parts: an empty Body (WS-Enumeration 2004/09's ReleaseResponse). */
+const EMPTY_BODY: ElementCodec = {
+  name: '',
+  ns: '',
+  decode: () => ({}),
+  encode: () => '',
+};
 
 export function loadContract(wsdlPath: string, foreign: ForeignCodecs = new Map()): Contract {
   const root = parseXml(readFileSync(wsdlPath, 'utf8'), undefined, { allowComments: true });
@@ -90,7 +102,7 @@ export function loadContract(wsdlPath: string, foreign: ForeignCodecs = new Map(
   if (!schema) throw new Error(`${wsdlPath} imports no schema of ${SYM_TYPES_NS}`);
   const own = schema;
 
-  // message name → element QName
+  // message name → element QName; a message without parts is an empty Body (the ns is '')
   const messages = new Map<string, { ns: string; local: string }>();
   for (const m of kids(root, WSDL_NS, 'message')) {
     const part = kids(m, WSDL_NS, 'part')[0];
@@ -98,28 +110,31 @@ export function loadContract(wsdlPath: string, foreign: ForeignCodecs = new Map(
     if (element) {
       const ns = lookupPrefix(part, element.includes(':') ? element.split(':')[0]! : '') ?? '';
       messages.set(attr(m, 'name')!, { ns, local: localOf(element) });
+    } else if (!part) {
+      messages.set(attr(m, 'name')!, { ns: '', local: '' });
     }
   }
   const codecOf = (el: { ns: string; local: string }, where: string): ElementCodec => {
+    if (el.ns === '' && el.local === '') return EMPTY_BODY;
     if (el.ns === own.targetNamespace) return own.codec(el.local);
     const c = foreign.get(`{${el.ns}}${el.local}`);
     if (!c) throw new Error(`${where} uses {${el.ns}}${el.local}, which has no codec`);
     return c;
   };
 
-  // soapAction per operation, from the bindings; both SOAP versions must agree
+  // soapAction per port type and operation, from the bindings; both SOAP versions must agree
   const actions = new Map<string, string>();
   for (const b of kids(root, WSDL_NS, 'binding')) {
+    const portType = localOf(attr(b, 'type') ?? '');
     for (const op of kids(b, WSDL_NS, 'operation')) {
       const soapOp = childElements(op).find(
         (c) => c.local === 'operation' && (c.uri === WSDL_SOAP11_NS || c.uri === WSDL_SOAP12_NS),
       );
       const action = (soapOp && attr(soapOp, 'soapAction')) ?? '';
-      const name = attr(op, 'name')!;
-      const prev = actions.get(name);
-      if (prev !== undefined && prev !== action)
-        throw new Error(`bindings disagree on the action of ${name}`);
-      actions.set(name, action);
+      const key = `${portType}/${attr(op, 'name')!}`;
+      const prev = actions.get(key);
+      if (prev !== undefined && prev !== action) throw new Error(`bindings disagree on the action of ${key}`);
+      actions.set(key, action);
     }
   }
 
@@ -137,30 +152,36 @@ export function loadContract(wsdlPath: string, foreign: ForeignCodecs = new Map(
       };
       const input = msgOf('input');
       const output = msgOf('output');
+      const out = kids(op, WSDL_NS, 'output')[0]!;
+      const wsam = out.attrs.find((a) => a.local === 'Action' && a.uri === WSAM_NS)?.value;
+      const tns = attr(root, 'targetNamespace') ?? '';
+      const responseAction = wsam ?? `${tns}/${portType}/${attr(out, 'name') ?? `${name}Response`}`;
       const key = `{${input.ns}}${input.local}`;
-      const shared = byName.get(name);
+      const shared = operations.get(key);
       if (shared) {
         // The same operation in a second port type: it must be the very same message exchange.
-        if (operations.get(key) !== shared || shared.response.name !== output.local) {
-          throw new Error(`operation ${name} is declared twice with different messages`);
+        if (shared.name !== name || shared.response.name !== output.local) {
+          throw new Error(`two operations take ${key}`);
         }
         shared.portTypes.push(portType);
         continue;
       }
+      // Two port types may also each have an operation of one name with their own messages
+      // (WS-Enumeration's Enumerate in its two namespaces): one table row serves both.
       const info: OperationInfo = {
         name,
         portType,
         portTypes: [portType],
-        soapAction: actions.get(name) ?? '',
+        soapAction: actions.get(`${portType}/${name}`) ?? '',
+        responseAction,
         request: codecOf(input, `operation ${name}`),
         response: codecOf(output, `operation ${name}`),
         faults: kids(op, WSDL_NS, 'fault').map(
           (f) => messages.get(localOf(attr(f, 'message') ?? ''))?.local ?? '',
         ),
       };
-      if (operations.has(key)) throw new Error(`two operations take ${key}`);
       operations.set(key, info);
-      byName.set(name, info);
+      if (!byName.has(name)) byName.set(name, info);
     }
   }
   return { wsdlPath, schemaFiles, schemaNamespaces, schema, operations, byName };

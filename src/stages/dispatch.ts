@@ -2,7 +2,12 @@
 import { GatewayError } from '../errors/catalogue';
 import type { ResolvedCall } from '../pipeline/context';
 
-const GONE = new Set(['SSP_UNKNOWN_SESSION', 'SSP_UNKNOWN_CONNECTION', 'SSP_RESOURCE_UNKNOWN']);
+const GONE = new Set([
+  'SSP_UNKNOWN_SESSION',
+  'SSP_UNKNOWN_CONNECTION',
+  'SSP_RESOURCE_UNKNOWN',
+  'SSP_ENUMERATION_CONTEXT_INVALID',
+]);
 
 export function dispatch(): (ctx: ResolvedCall) => Promise<unknown> {
   return async (ctx) => {

@@ -40,6 +40,7 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Hook<Received
         throw new GatewayError('SSP_XML_LIMIT', `more than ${limits.maxHeaders} SOAP header blocks`);
       }
       const ids = blocks.filter((c) => c.local === 'MessageID' && WSA.has(c.uri));
+      const used = blocks.find((c) => WSA.has(c.uri));
       // WS-Addressing allows one; with two, a firewall and the proxy could each pick another,
       // and a resend would not be recognised as one.
       if (ids.length > 1) {
@@ -54,6 +55,8 @@ export function parse(limits: XmlLimits & { maxHeaders: number }): Hook<Received
         ctx.correlationId = id;
         ctx.messageId = id;
       }
+      // A request that speaks WS-Addressing gets its reply headers, in the namespace it used.
+      if (used) ctx.addressing = { ns: used.uri, messageId: ids[0] && id !== '' ? id : undefined };
     }
     ctx.envelope = root;
     ctx.header = parts.header;

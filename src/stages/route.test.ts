@@ -23,6 +23,8 @@ const PORT_TYPES: readonly PortType[] = [
   'TaskOutputPortType',
   'SessionResourcePortType',
   'ConnectionResourcePortType',
+  'EnumerationSource2004PortType',
+  'EnumerationSource2011PortType',
 ];
 
 function portTypeOf(name: string): PortType {
@@ -34,9 +36,14 @@ function portTypeOf(name: string): PortType {
 /** One row per WSDL operation with a handler that must never run: routing only resolves. */
 function dummyTable(): OperationTable {
   const table: OperationTable = {};
+  // One row per name, in every port type that has an operation of that name.
+  const portTypes = new Map<string, PortType[]>();
+  for (const info of testContract().operations.values()) {
+    portTypes.set(info.name, [...(portTypes.get(info.name) ?? []), ...info.portTypes.map(portTypeOf)]);
+  }
   for (const info of testContract().byName.values()) {
     table[info.name] = operation({
-      portType: info.portTypes.map(portTypeOf),
+      portType: portTypes.get(info.name)!,
       handler: async () => {
         throw new Error(`the route stage ran the handler of ${info.name}`);
       },

@@ -20,6 +20,8 @@ interface SessionOutputs {
 
 /** Suffix of the lapsed lease that receives outputs arriving after a repeat sealed theirs. */
 export const LATE_SUFFIX = '.late';
+/** Suffix of the lapsed lease that takes back what a trimmed lease no longer holds. */
+export const SPILL_SUFFIX = '.spill';
 
 export class MemoryLeases {
   private readonly sessions = new Map<string, SessionOutputs>();
@@ -79,6 +81,17 @@ export class MemoryLeases {
       s.outputs.set(o.taskId, o.data);
       lease.ids.push(o.taskId);
     }
+  }
+
+  trim(sessionId: string, token: string, keep: number): void {
+    const s = this.sessions.get(sessionId);
+    const lease = s?.leases.get(token);
+    if (!s || !lease || lease.ids.length <= keep) return;
+    const rest = lease.ids.slice(keep);
+    lease.ids = lease.ids.slice(0, keep);
+    const spill = s.leases.get(token + SPILL_SUFFIX);
+    if (spill) spill.ids.push(...rest);
+    else s.leases.set(token + SPILL_SUFFIX, { deadline: 0, ids: rest, sealed: false });
   }
 
   acknowledge(sessionId: string, token: string): void {

@@ -5,6 +5,8 @@
 import { MemoryLeases } from './memory-leases';
 import { RateWindows } from './rate-window';
 import type {
+  EnumerationRecord,
+  EnumerationState,
   TerminationSetter,
   ClaimResult,
   ConnectionRecord,
@@ -17,6 +19,12 @@ import type {
   StateStore,
   StoredOutput,
 } from './store';
+
+/**
+ * An expired enumeration context is kept this much longer, so that a Pull just after its expiry
+ * is told InvalidEnumerationContext by the handler's own expiry check rather than by chance.
+ */
+export const ENUMERATION_GRACE_MS = 60_000;
 
 /** Keyed entries that lapse, swept lazily so that an idle proxy does no work. */
 class Expiring<V> {
@@ -57,6 +65,7 @@ export class MemoryStore implements StateStore {
   private readonly dueAt = new Map<string, number>();
   private readonly claimedUntil = new Map<string, number>();
   private readonly setByClient = new Set<string>();
+  private readonly enumerations = new Map<string, EnumerationState>();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);
@@ -103,6 +112,59 @@ export class MemoryStore implements StateStore {
   }
   async acknowledge(sessionId: string, token: string): Promise<void> {
     this.leases.acknowledge(sessionId, token);
+  }
+  async listSessions(owner: string, max: number): Promise<string[]> {
+    const out: string[] = [];
+    for (const [id, rec] of this.sessions) {
+      if (out.length >= max) break;
+      if (rec.owner === owner) out.push(id);
+    }
+    return out;
+  }
+  async trimLease(sessionId: string, token: string, keep: number): Promise<void> {
+    this.leases.trim(sessionId, token, keep);
+  }
+  async putEnumeration(id: string, rec: EnumerationRecord): Promise<void> {
+    this.sweepEnumerations();
+    this.enumerations.set(id, { ...rec, seq: 0, attempt: 0 });
+  }
+  async getEnumeration(id: string): Promise<EnumerationState | undefined> {
+    const e = this.enumerations.get(id);
+    return e && e.expiresAt + ENUMERATION_GRACE_MS > Date.now() ? { ...e } : undefined;
+  }
+  async renewEnumeration(id: string, expiresAt: number): Promise<boolean> {
+    const e = await this.getEnumeration(id);
+    if (!e) return false;
+    this.enumerations.get(id)!.expiresAt = expiresAt;
+    return true;
+  }
+  async advanceEnumeration(
+    id: string,
+    after: number,
+  ): Promise<{ step: 'fresh' | 'repeat' | 'stale'; attempt: number }> {
+    const e = (await this.getEnumeration(id)) && this.enumerations.get(id);
+    if (!e) return { step: 'stale', attempt: 0 };
+    if (e.seq === after) {
+      e.seq = after + 1;
+      return { step: 'fresh', attempt: e.attempt };
+    }
+    return { step: e.seq === after + 1 ? 'repeat' : 'stale', attempt: e.attempt };
+  }
+  async rewindEnumeration(id: string, page: number): Promise<void> {
+    const e = this.enumerations.get(id);
+    if (e && e.seq === page) {
+      e.seq = page - 1;
+      e.attempt++;
+    }
+  }
+  async deleteEnumeration(id: string): Promise<void> {
+    this.enumerations.delete(id);
+  }
+  private sweepEnumerations(): void {
+    const now = Date.now();
+    for (const [id, e] of this.enumerations) {
+      if (e.expiresAt + ENUMERATION_GRACE_MS <= now) this.enumerations.delete(id);
+    }
   }
   async dropOutputs(sessionId: string): Promise<void> {
     this.leases.drop(sessionId);

@@ -289,3 +289,57 @@ end
 for _, k in ipairs(out) do redis.call('ZADD', KEYS[2], untilMs, k) end
 return out
 `;
+
+/**
+ * Keeps the first ARGV[2] outputs of lease ARGV[1] and moves the rest to the lapsed lease
+ * ARGV[1] .. '.spill', which the next fetch takes first. KEYS: lease hash.
+ */
+export const TRIM_LEASE_SCRIPT = `${LEASE_HELPERS}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local entry = cjson.decode(raw)
+local ids = idsOf(entry)
+local keep = tonumber(ARGV[2])
+if #ids <= keep then return 0 end
+local kept, rest = {}, {}
+for i, id in ipairs(ids) do
+  if i <= keep then kept[#kept + 1] = id else rest[#rest + 1] = id end
+end
+entry.ids = kept
+save(KEYS[1], ARGV[1], entry)
+local spillToken = ARGV[1] .. '.spill'
+local sraw = redis.call('HGET', KEYS[1], spillToken)
+local spill = sraw and cjson.decode(sraw) or {d = 0, ids = {}}
+local sids = idsOf(spill)
+for _, id in ipairs(rest) do sids[#sids + 1] = id end
+spill.ids, spill.d = sids, 0
+save(KEYS[1], spillToken, spill)
+return 1
+`;
+
+/**
+ * A Pull after page ARGV[1] of an enumeration context (hash KEYS[1]: seq, attempt): reserves the
+ * next page ('fresh'), recognises a repeat of the page already handed out ('repeat'), or refuses.
+ */
+export const ADVANCE_ENUMERATION_SCRIPT = `
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then return {'stale', 0} end
+seq = tonumber(seq)
+local after = tonumber(ARGV[1])
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+if seq == after then
+  redis.call('HSET', KEYS[1], 'seq', after + 1)
+  return {'fresh', attempt}
+end
+if seq == after + 1 then return {'repeat', attempt} end
+return {'stale', attempt}
+`;
+
+/** Page ARGV[1] came back empty: fetch it afresh next time (KEYS[1]: the context hash). */
+export const REWIND_ENUMERATION_SCRIPT = `
+if tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1') == tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'seq', tonumber(ARGV[1]) - 1)
+  redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+end
+return 1
+`;

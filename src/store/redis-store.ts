@@ -11,7 +11,10 @@ import {
   ACKNOWLEDGE_SCRIPT,
   ADMIT_SCRIPT,
   BEGIN_FETCH_SCRIPT,
+  ADVANCE_ENUMERATION_SCRIPT,
   CLAIM_TERMINATIONS_SCRIPT,
+  REWIND_ENUMERATION_SCRIPT,
+  TRIM_LEASE_SCRIPT,
   LEASE_OUTPUTS_SCRIPT,
   SCHEDULE_TERMINATION_SCRIPT,
 } from './redis-scripts';
@@ -28,6 +31,8 @@ import {
   type StateStore,
   type StoredOutput,
   TerminationSetter,
+  EnumerationRecord,
+  EnumerationState,
 } from './store';
 
 export interface RedisStoreOptions {
@@ -53,9 +58,15 @@ interface ScriptCommands {
   /** Four keys, fixed: the due and claimed termination zsets, the resource's record, the client-set hash. */
   sspScheduleTermination(...keysAndArgs: string[]): Promise<unknown>;
   sspClaimTerminations(...keysAndArgs: string[]): Promise<unknown>;
+  /** One key each: the lease hash; the enumeration context hash (twice). */
+  sspTrimLease(...keysAndArgs: string[]): Promise<unknown>;
+  sspAdvanceEnumeration(...keysAndArgs: string[]): Promise<unknown>;
+  sspRewindEnumeration(...keysAndArgs: string[]): Promise<unknown>;
 }
 
 const DEFAULT_OUTPUT_RETENTION_MS = 24 * 3600_000;
+/** See MemoryStore: a context outlives its expiry by this much, so the handler's check decides. */
+const ENUMERATION_GRACE_MS = 60_000;
 /**
  * Connection and session records never change once written (a close deletes them), so a
  * proxy may keep what it read for a while: a record deleted by another proxy is then still
@@ -168,6 +179,9 @@ export class RedisStore implements StateStore {
     client.defineCommand('sspAcknowledge', { lua: ACKNOWLEDGE_SCRIPT, numberOfKeys: 2 });
     client.defineCommand('sspScheduleTermination', { lua: SCHEDULE_TERMINATION_SCRIPT, numberOfKeys: 4 });
     client.defineCommand('sspClaimTerminations', { lua: CLAIM_TERMINATIONS_SCRIPT, numberOfKeys: 2 });
+    client.defineCommand('sspTrimLease', { lua: TRIM_LEASE_SCRIPT, numberOfKeys: 1 });
+    client.defineCommand('sspAdvanceEnumeration', { lua: ADVANCE_ENUMERATION_SCRIPT, numberOfKeys: 1 });
+    client.defineCommand('sspRewindEnumeration', { lua: REWIND_ENUMERATION_SCRIPT, numberOfKeys: 1 });
     this.scripts = client as unknown as ScriptCommands;
     client.on('error', (e: unknown) => {
       this.lastError = e;
@@ -279,7 +293,15 @@ export class RedisStore implements StateStore {
   async putSession(id: string, rec: SessionRecord): Promise<void> {
     // openSession may rewrite a record (a new connection): what this proxy cached is stale.
     this.sessions.delete(id);
-    await this.call('SET session', () => this.client.set(`${this.prefix}sess:${id}`, JSON.stringify(rec)));
+    await this.call('SET session', () =>
+      this.client
+        .multi()
+        .set(`${this.prefix}sess:${id}`, JSON.stringify(rec))
+        // The consumer's sessions, for enumeration; members whose record is gone are skipped on read.
+        .sadd(this.ownerSessionsKey(rec.owner), id)
+        .pexpire(this.ownerSessionsKey(rec.owner), DEFAULT_OUTPUT_RETENTION_MS)
+        .exec(),
+    );
   }
   async deleteSession(id: string): Promise<void> {
     this.sessions.delete(id);
@@ -348,6 +370,106 @@ export class RedisStore implements StateStore {
 
   async acknowledge(sessionId: string, token: string): Promise<void> {
     await this.call('acknowledge', () => this.scripts.sspAcknowledge(...this.leaseKeys(sessionId), token));
+  }
+
+  private ownerSessionsKey(owner: string): string {
+    return `${this.prefix}owner-sessions:${owner}`;
+  }
+
+  async listSessions(owner: string, max: number): Promise<string[]> {
+    const key = this.ownerSessionsKey(owner);
+    const ids: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.call('list sessions', () =>
+        this.client.sscan(key, cursor, 'COUNT', 500),
+      );
+      cursor = next;
+      for (const id of batch) if (ids.length < max) ids.push(id);
+    } while (cursor !== '0' && ids.length < max);
+    const recs = ids.length
+      ? await this.call('list sessions', () =>
+          this.client.exists(...ids.map((id) => `${this.prefix}sess:${id}`)),
+        )
+      : 0;
+    if (recs === ids.length) return ids;
+    // Some are gone: check each, and forget them in the index.
+    const live: string[] = [];
+    for (const id of ids) {
+      if ((await this.call('list sessions', () => this.client.exists(`${this.prefix}sess:${id}`))) === 1)
+        live.push(id);
+      else await this.call('list sessions', () => this.client.srem(key, id));
+    }
+    return live;
+  }
+
+  async trimLease(sessionId: string, token: string, keep: number): Promise<void> {
+    await this.call('trim lease', () =>
+      this.scripts.sspTrimLease(this.leaseKeys(sessionId)[0]!, token, String(Math.max(0, Math.floor(keep)))),
+    );
+  }
+
+  private enumKey(id: string): string {
+    return `${this.prefix}enum:${id}`;
+  }
+
+  async putEnumeration(id: string, rec: EnumerationRecord): Promise<void> {
+    const k = this.enumKey(id);
+    await this.call('put enumeration', () =>
+      this.client
+        .multi()
+        .hset(k, 'rec', JSON.stringify(rec), 'exp', String(rec.expiresAt), 'seq', '0', 'attempt', '0')
+        .pexpireat(k, rec.expiresAt + ENUMERATION_GRACE_MS)
+        .exec(),
+    );
+  }
+
+  async getEnumeration(id: string): Promise<EnumerationState | undefined> {
+    const v = await this.call('get enumeration', () =>
+      this.client.hmget(this.enumKey(id), 'rec', 'exp', 'seq', 'attempt'),
+    );
+    const [rec, exp, seq, attempt] = v;
+    if (!rec || !exp || seq === null || seq === undefined) return undefined;
+    const parsed = parseRecord<EnumerationRecord>(rec, ['consumer', 'version', 'source']);
+    return { ...parsed, expiresAt: Number(exp), seq: Number(seq), attempt: Number(attempt ?? 0) };
+  }
+
+  async renewEnumeration(id: string, expiresAt: number): Promise<boolean> {
+    const k = this.enumKey(id);
+    // A context deleted between these two steps is left with only 'exp', which reads as gone.
+    if ((await this.call('renew enumeration', () => this.client.hexists(k, 'rec'))) !== 1) return false;
+    await this.call('renew enumeration', () =>
+      this.client
+        .multi()
+        .hset(k, 'exp', String(expiresAt))
+        .pexpireat(k, expiresAt + ENUMERATION_GRACE_MS)
+        .exec(),
+    );
+    return true;
+  }
+
+  async advanceEnumeration(
+    id: string,
+    after: number,
+  ): Promise<{ step: 'fresh' | 'repeat' | 'stale'; attempt: number }> {
+    const r = await this.call('advance enumeration', () =>
+      this.scripts.sspAdvanceEnumeration(this.enumKey(id), String(after)),
+    );
+    if (!Array.isArray(r) || r.length !== 2) {
+      throw new StoreUnavailableError(`Redis store at ${this.where}: unexpected enumeration reply`);
+    }
+    const step = r[0] === 'fresh' || r[0] === 'repeat' ? r[0] : 'stale';
+    return { step, attempt: Number(r[1]) };
+  }
+
+  async rewindEnumeration(id: string, page: number): Promise<void> {
+    await this.call('rewind enumeration', () =>
+      this.scripts.sspRewindEnumeration(this.enumKey(id), String(page)),
+    );
+  }
+
+  async deleteEnumeration(id: string): Promise<void> {
+    await this.call('delete enumeration', () => this.client.del(this.enumKey(id)));
   }
 
   async dropOutputs(sessionId: string): Promise<void> {

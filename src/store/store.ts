@@ -26,6 +26,31 @@ export interface SessionRecord {
   created?: number;
 }
 
+/** A WS-Enumeration context, shared by the farm so that any proxy answers the next Pull. */
+export interface EnumerationRecord {
+  consumer: string;
+  /** The WS-Enumeration namespace the consumer speaks: answers and faults use the same. */
+  version: '2004' | '2011';
+  /** What is enumerated: a session's task outputs, or the consumer's sessions (a snapshot). */
+  source: 'outputs' | 'sessions';
+  sessionId?: string;
+  sessions?: string[];
+  /** An XPath 1.0 filter over each item (sessions only). */
+  filter?: { expression: string; namespaces: Record<string, string> };
+  /** Epoch ms when the context expires unless renewed. */
+  expiresAt: number;
+  /** The service version it was started at, when an SLA control file is in effect. */
+  serviceVersion?: string;
+}
+
+/** An enumeration context as stored, with the number of the last page handed out. */
+export interface EnumerationState extends EnumerationRecord {
+  /** Pages handed out so far (a context names the page it follows). */
+  seq: number;
+  /** Bumped when a page came back empty, so that the same page number is fetched afresh. */
+  attempt: number;
+}
+
 /** One limit taking part in a rate decision. */
 export interface RateLimit {
   /** Identifies the counter; the same key on every proxy shares one count. */
@@ -122,6 +147,33 @@ export interface StateStore {
   acknowledge(sessionId: string, token: string): Promise<void>;
   /** Forgets a destroyed session's leased outputs. */
   dropOutputs(sessionId: string): Promise<void>;
+  /**
+   * Keeps the first `keep` outputs of a lease and hands the rest back at once (they go to the
+   * next fetch): a page cut short to fit a reply's size bound loses nothing.
+   */
+  trimLease(sessionId: string, token: string, keep: number): Promise<void>;
+  /**
+   * Ids of sessions recorded for a consumer, at most `max` (a session closed meanwhile may still
+   * be listed: read its record before using it).
+   */
+  listSessions(owner: string, max: number): Promise<string[]>;
+  /** Stores a new enumeration context; it lives until expiresAt (plus a grace) unless renewed. */
+  putEnumeration(id: string, rec: EnumerationRecord): Promise<void>;
+  getEnumeration(id: string): Promise<EnumerationState | undefined>;
+  /** Moves the expiry; false when the context is gone. */
+  renewEnumeration(id: string, expiresAt: number): Promise<boolean>;
+  /**
+   * A Pull after page `after`: 'fresh' when it is the next page (now reserved), 'repeat' when that
+   * page was already handed out (a Pull whose reply was lost), 'stale' otherwise; with the
+   * context's attempt number.
+   */
+  advanceEnumeration(
+    id: string,
+    after: number,
+  ): Promise<{ step: 'fresh' | 'repeat' | 'stale'; attempt: number }>;
+  /** Page `page` came back empty: the next Pull after page - 1 fetches it afresh. */
+  rewindEnumeration(id: string, page: number): Promise<void>;
+  deleteEnumeration(id: string): Promise<void>;
   /**
    * Schedules the end of a resource (`session:{id}`, `connection:{id}`) at `atMs`, replacing any
    * earlier schedule or claim on it; null cancels it. The lifetime reaper acts on it when due.

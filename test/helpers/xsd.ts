@@ -1,10 +1,45 @@
 /** Validates response elements against schemas/symphony.xsd with libxml2 (libxml2-wasm). */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 type Lib = typeof import('libxml2-wasm', { with: { 'resolution-mode': 'import' } });
 
 const XSD_PATH = join(__dirname, '..', '..', '..', 'schemas', 'symphony.xsd');
+const WS_DIR = join(dirname(XSD_PATH), 'ws');
+
+/**
+ * The standards' schemas import each other by their canonical URLs: those are read from the
+ * stored copies in schemas/ws/, as the proxy serves them, never from the network.
+ */
+function localCopy(name: string): string | null {
+  if (/^https?:\/\//.test(name)) {
+    const copy = join(WS_DIR, basename(new URL(name).pathname));
+    return existsSync(copy) ? copy : null;
+  }
+  const path = name.startsWith('file:') ? fileURLToPath(name) : name;
+  // Only our contract's own schemas: the payload-schema loader keeps its rules for everything else.
+  const ours = path === XSD_PATH || dirname(path) === WS_DIR;
+  return ours && isAbsolute(path) && existsSync(path) ? path : null;
+}
+
+let registered = false;
+function registerLocalSchemas(lib: Lib): void {
+  if (registered) return;
+  registered = true;
+  lib.xmlRegisterInputProvider({
+    match: (name) => localCopy(name) !== null,
+    open: (name) => {
+      const path = localCopy(name);
+      return path === null ? undefined : openSync(path, 'r');
+    },
+    read: (fd, buf) => readSync(fd, buf, 0, buf.byteLength, null),
+    close: (fd) => {
+      closeSync(fd);
+      return true;
+    },
+  });
+}
 
 export interface EnvelopeValidator {
   /** Throws with libxml2's message when the Body's element is not valid. */
@@ -14,7 +49,8 @@ export interface EnvelopeValidator {
 
 export async function envelopeValidator(): Promise<EnvelopeValidator> {
   const lib: Lib = await import('libxml2-wasm');
-  const schemaDoc = lib.XmlDocument.fromString(readFileSync(XSD_PATH, 'utf8'));
+  registerLocalSchemas(lib);
+  const schemaDoc = lib.XmlDocument.fromString(readFileSync(XSD_PATH, 'utf8'), { url: XSD_PATH });
   const validator = lib.XsdValidator.fromDoc(schemaDoc);
   return {
     validateBody(envelopeXml) {

@@ -18,11 +18,12 @@ tin = client.bind("SymphonyService", "TaskInputPort")
 tout = client.bind("SymphonyService", "TaskOutputPort")
 
 result = {}
-connection_id = conn.connect(applicationName="echo", username="zeep-client", password="pw")
+# Each answer also carries the resource's endpoint reference (EndpointReference.Address).
+connection_id = conn.connect(applicationName="echo", username="zeep-client", password="pw").connectionId
 session_id = sess.createSession(
     connectionId=connection_id,
     sessionCreationAttributes={"name": "zeep", "priority": 5, "compressionEnable": False},
-)
+).sessionId
 
 expected = {}
 for i in range(20):

@@ -144,13 +144,13 @@ def main():
     call = Caller(args, errors)
     connection_id = call(
         "connect",
-        lambda: main_services["Connection"].connect(applicationName="echo", username="u", password="p"),
+        lambda: main_services["Connection"].connect(applicationName="echo", username="u", password="p").connectionId,
     )
     session_id = call(
         "createSession",
-        lambda: main_services["Session"].createSession(
-            connectionId=connection_id, sessionCreationAttributes={"name": "ha"}
-        ),
+        lambda: main_services["Session"]
+        .createSession(connectionId=connection_id, sessionCreationAttributes={"name": "ha"})
+        .sessionId,
     )
 
     def sender():

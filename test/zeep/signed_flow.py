@@ -300,12 +300,12 @@ def main():
 
         result["mode"] = "flow"
         step = "connect"
-        connection_id = conn.connect(**connect_args)
+        connection_id = conn.connect(**connect_args).connectionId
         step = "createSession"
         session_id = sess.createSession(
             connectionId=connection_id,
             sessionCreationAttributes={"name": "zeep-signed", "priority": 5, "compressionEnable": False},
-        )
+        ).sessionId
 
         step = "sendTaskInput"
         expected = {}

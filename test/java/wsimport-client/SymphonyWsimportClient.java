@@ -40,6 +40,7 @@ import java.util.logging.Logger;
 
 import javax.xml.ws.BindingProvider;
 import javax.xml.ws.Holder;
+import javax.xml.ws.wsaddressing.W3CEndpointReference;
 import javax.xml.ws.handler.Handler;
 
 import symphony.soapproxy.v1.CloseFlags;
@@ -133,13 +134,18 @@ public final class SymphonyWsimportClient {
         TaskOutputPortType output = configure(service.getTaskOutputPort(), endpoint, handler);
 
         step = "connect";
-        String connectionId = conn.connect(null, "echo", "wsimport-client", "secret");
+        // The answer is the id and the connection's endpoint reference (WS-Resource address).
+        Holder<String> connected = new Holder<>();
+        conn.connect(null, "echo", "wsimport-client", "secret", connected, new Holder<W3CEndpointReference>());
+        String connectionId = connected.value;
 
         step = "createSession";
         SessionCreationAttributes attrs = new SessionCreationAttributes();
         attrs.setName("wsimport");
         attrs.setPriority(10);
-        String sessionId = sessions.createSession(connectionId, attrs);
+        Holder<String> created = new Holder<>();
+        sessions.createSession(connectionId, attrs, created, new Holder<W3CEndpointReference>());
+        String sessionId = created.value;
 
         // Expected echo per task id: the text, the bytes, or the failure message.
         Map<String, TaskSubmissionAttributes> sent = new LinkedHashMap<>();
