@@ -69,7 +69,9 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     ? res.add('audit trail', await AuditLog.open(config.audit.file), (a) => a.close())
     : null;
   const security = await loadSecurity(config, store, res);
-  const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage());
+  const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage(), (kind, app) =>
+    policies?.current.idleMs(kind, app),
+  );
   const reaper = new Reaper(store, router, lifetimes, metrics, config.lifetime);
   const xpath = res.add('XPath query engine', new XPathEngine(), (e) => e.close());
   reaper.start();

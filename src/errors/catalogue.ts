@@ -329,7 +329,8 @@ export const CATALOGUE = {
     hint: 'this resource cannot have a termination time of its own; it ends when its connection or session does',
   },
   SSP_ENUMERATION_CONTEXT_INVALID: {
-    status: 400,
+    // Receiver, as WS-Enumeration defines it; the SOAP 1.2 HTTP binding sends that with 500.
+    status: 500,
     side: 'Receiver',
     retryable: false,
     hint: "the enumeration context is unknown, released, expired or another consumer's; start a new one with Enumerate (outputs not acknowledged by a Pull or Release are delivered again)",

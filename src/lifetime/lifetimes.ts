@@ -56,10 +56,15 @@ export class Lifetimes {
     private readonly config: LifetimeConfig,
     private readonly now: () => number = Date.now,
     private readonly usage: ResourceUsage | null = null,
+    /** The SLA control file's idle time for an application, when it names one (it wins over config). */
+    private readonly fromPolicy: (kind: ResourceKind, application: string) => number | undefined = () =>
+      undefined,
   ) {}
 
   /** The idle time of a resource of this kind and application; 0 means it never lapses. */
   idleMs(kind: ResourceKind, application: string | undefined): number {
+    const named = application === undefined ? undefined : this.fromPolicy(kind, application);
+    if (named !== undefined) return named;
     const app =
       application === undefined ? undefined : this.config.applications.find((a) => a.name === application);
     const own = kind === 'session' ? app?.sessionIdleMs : app?.connectionIdleMs;

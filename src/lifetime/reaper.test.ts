@@ -217,6 +217,15 @@ describe('lifetime: idle connections and sessions are ended on the grid, once', 
     expect(said).to.include('info: lifetime sweeps work again');
   });
 
+  it('an idle time the SLA control file names for an application wins over the configuration', () => {
+    const l = new Lifetimes(new MemoryStore(), IDLE, Date.now, null, (kind, app) =>
+      app === 'math' && kind === 'session' ? 1234 : undefined,
+    );
+    expect(l.idleMs('session', 'math')).to.equal(1234);
+    expect(l.idleMs('connection', 'math')).to.equal(l.idleMs('connection', 'other'));
+    expect(l.idleMs('session', 'other')).to.not.equal(1234);
+  });
+
   it('drops an entry it does not understand', async () => {
     const store = new MemoryStore();
     await store.scheduleTermination('bogus', 1);

@@ -135,8 +135,10 @@ export async function leasedFetch(
       await store.leaseOutputs(f.sessionId, start.token, reply.outputs.map(serializeOutput), f.leaseMs);
       const deliveryId = reply.deliveryId;
       if (deliveryId) {
-        // Unacknowledged, the grid would hand them out again after gridHoldMs: a duplicate, not a loss.
-        router
+        // Settled before the reply leaves: a proxy killed just after answering must not leave the
+        // grid holding outputs the client already has (it would hand them out again). A failure
+        // only means that duplicate, not a loss, so it does not fail the call.
+        await router
           .client(f.cluster)
           .call('ackOutputs', { sessionId: f.sessionId, deliveryId })
           .catch(() => undefined);

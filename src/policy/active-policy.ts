@@ -128,6 +128,16 @@ export class ActivePolicy {
     return this.versions.get(uri);
   }
 
+  /** The idle time the file names for an application's sessions or connections, if any. */
+  idleMs(kind: 'session' | 'connection', application: string): number | undefined {
+    for (const v of this.control.versions.values()) {
+      if (v.application !== application || !v.idle) continue;
+      const ms = kind === 'session' ? v.idle.sessionMs : v.idle.connectionMs;
+      if (ms !== undefined) return ms;
+    }
+    return undefined;
+  }
+
   get uris(): string[] {
     return [...this.versions.keys()];
   }

@@ -405,6 +405,27 @@ describe('policy/control-file: loading SLA control files', () => {
       expect(plain.domain).to.equal(undefined);
     });
 
+    it('reads idle timeouts per application (an extension), and refuses one that is not a duration', async () => {
+      const text = controlXml(version('/a', [sla('C1')])).replace(
+        '<BusinessService name="MathServer">',
+        '<BusinessService name="MathServer" sessionIdleTimeout="PT30M" connectionIdleTimeout="PT0S">',
+      );
+      expect((await load(text)).versions.get('/a')!.idle).to.deep.equal({
+        sessionMs: 1_800_000,
+        connectionMs: 0,
+      });
+      expect((await load(controlXml(version('/a', [sla('C1')])))).versions.get('/a')!.idle).to.equal(
+        undefined,
+      );
+      const bad = await problems(
+        controlXml(version('/a', [sla('C1')])).replace(
+          '<BusinessService name="MathServer">',
+          '<BusinessService name="MathServer" sessionIdleTimeout="half an hour">',
+        ),
+      );
+      expect(bad.map((p) => p.message).join('\n')).to.match(/sessionIdleTimeout/);
+    });
+
     it('an SLA without Policy has no limit; an SLAs element may be empty', async () => {
       const c = await load(controlXml(version('/a', [sla('C1')]), version('/b', [])));
       expect(c.versions.get('/a')!.slas).to.deep.equal([{ consumerId: 'C1', policy: null, line: 6 }]);

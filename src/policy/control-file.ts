@@ -3,6 +3,7 @@
  * found is reported at once, each with its line and element, so an operator fixes the file in
  * one pass. Payload schemas are only checked to exist here; active-policy.ts compiles them.
  */
+import { addDuration } from '../soap/xs-time';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
@@ -232,12 +233,29 @@ class Reader {
     this.schemaFlagged = new Set(schemaProblems.map((p) => `${p.line}:${p.element}`));
   }
 
+  /** BusinessService/@sessionIdleTimeout and @connectionIdleTimeout, as ms. */
+  private readIdle(bs: XmlElement): { sessionMs?: number; connectionMs?: number } | undefined {
+    const out: { sessionMs?: number; connectionMs?: number } = {};
+    for (const [name, key] of [
+      ['sessionIdleTimeout', 'sessionMs'],
+      ['connectionIdleTimeout', 'connectionMs'],
+    ] as const) {
+      const v = attr(bs, name);
+      if (v === undefined) continue;
+      const ms = durationMs(v);
+      if (ms === null) this.problem(bs, `${name} "${v}" is not a non-negative xs:duration such as PT30M`);
+      else out[key] = ms;
+    }
+    return out.sessionMs === undefined && out.connectionMs === undefined ? undefined : out;
+  }
+
   async read(root: XmlElement): Promise<Pick<ControlFile, 'domain' | 'version' | 'versions'>> {
     const versions = new Map<string, ServiceVersion>();
     const uriLines = new Map<string, number>();
     for (const bs of this.children(root, 'BusinessService')) {
       const service = attr(bs, 'name') ?? '';
       const application = attr(bs, 'application') ?? service;
+      const idle = this.readIdle(bs);
       for (const sv of this.children(bs, 'ServiceVersion')) {
         const uri = attr(sv, 'uri');
         if (uri !== undefined) this.checkUri(uri, sv, uriLines);
@@ -248,7 +266,17 @@ class Reader {
           this.missing(sv, uri === undefined ? 'a uri attribute' : 'an SLD element');
           continue;
         }
-        if (!versions.has(uri)) versions.set(uri, { uri, service, application, slas, sld, line: sv.line });
+        if (!versions.has(uri)) {
+          versions.set(uri, {
+            uri,
+            service,
+            application,
+            slas,
+            sld,
+            line: sv.line,
+            ...(idle ? { idle } : {}),
+          });
+        }
       }
     }
     return { domain: attr(root, 'domain'), version: attr(root, 'version'), versions };
@@ -488,5 +516,15 @@ async function unreadable(path: string): Promise<string | null> {
     if (code === 'ENOENT') return 'does not exist';
     if (code === 'EACCES') return 'cannot be read (permission denied)';
     return `cannot be read: ${errText(e)}`;
+  }
+}
+
+/** An xs:duration as ms (years and months from the epoch's calendar), or null if it is not one or negative. */
+function durationMs(text: string): number | null {
+  try {
+    const ms = addDuration(0, text, 'duration');
+    return ms >= 0 ? ms : null;
+  } catch {
+    return null;
   }
 }

@@ -72,6 +72,8 @@ export interface ServiceVersion {
   slas: Sla[];
   sld: Sld;
   line: number;
+  /** Idle times of the application's sessions and connections (ms; 0: never), when the file names them. */
+  idle?: { sessionMs?: number; connectionMs?: number };
 }
 
 export interface ControlFile {

@@ -461,7 +461,9 @@ export function enumerationHandlers(
         rec.source === 'outputs'
           ? await outputPage(ctx, version, id, rec, 0, '-', args, false)
           : await sessionPage(ctx, version, id, rec, 0, '-', args);
-      return { ...answer, expires: granted.text };
+      // The 2004/09 EnumerateResponse must carry a context, even one that has already ended.
+      const context = answer.context ?? (version === '2004' ? first : undefined);
+      return { ...answer, ...(context !== undefined ? { context } : {}), expires: granted.text };
     },
 
     async Pull(args, ctx) {

@@ -45,7 +45,11 @@ export class MemoryLeases {
       if (this.repeats.size > 4096) this.sweepRepeats(now);
     }
     const taken: string[] = [];
-    for (const [token, lease] of s.leases) {
+    // What a trimmed page handed back goes first: it was next in line.
+    const ordered = [...s.leases].sort(
+      ([a], [b]) => Number(b.endsWith(SPILL_SUFFIX)) - Number(a.endsWith(SPILL_SUFFIX)),
+    );
+    for (const [token, lease] of ordered) {
       if (taken.length >= f.countMax) break;
       if (!(lease.deadline <= now || (f.reclaimAll && f.leaseMs > 0))) continue;
       const room = f.countMax - taken.length;

@@ -126,11 +126,11 @@ export class MemoryStore implements StateStore {
   }
   async putEnumeration(id: string, rec: EnumerationRecord): Promise<void> {
     this.sweepEnumerations();
-    this.enumerations.set(id, { ...rec, seq: 0, attempt: 0 });
+    this.enumerations.set(id, { ...structuredClone(rec), seq: 0, attempt: 0 });
   }
   async getEnumeration(id: string): Promise<EnumerationState | undefined> {
     const e = this.enumerations.get(id);
-    return e && e.expiresAt + ENUMERATION_GRACE_MS > Date.now() ? { ...e } : undefined;
+    return e && e.expiresAt + ENUMERATION_GRACE_MS > Date.now() ? structuredClone(e) : undefined;
   }
   async renewEnumeration(id: string, expiresAt: number): Promise<boolean> {
     const e = await this.getEnumeration(id);

@@ -170,7 +170,11 @@ end
 
 local taken = {}
 local all_ = redis.call('HGETALL', lease)
-for i = 1, #all_, 2 do
+-- What a trimmed page handed back ('.spill') goes first: it was next in line.
+local order = {}
+for i = 1, #all_, 2 do if string.sub(all_[i], -6) == '.spill' then order[#order + 1] = i end end
+for i = 1, #all_, 2 do if string.sub(all_[i], -6) ~= '.spill' then order[#order + 1] = i end end
+for _, i in ipairs(order) do
   if #taken >= countMax then break end
   local name, entry = all_[i], cjson.decode(all_[i + 1])
   if entry.d <= now or (all and leaseMs > 0) then
@@ -337,6 +341,7 @@ return {'stale', attempt}
 
 /** Page ARGV[1] came back empty: fetch it afresh next time (KEYS[1]: the context hash). */
 export const REWIND_ENUMERATION_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1') == tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'seq', tonumber(ARGV[1]) - 1)
   redis.call('HINCRBY', KEYS[1], 'attempt', 1)

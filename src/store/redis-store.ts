@@ -378,28 +378,27 @@ export class RedisStore implements StateStore {
 
   async listSessions(owner: string, max: number): Promise<string[]> {
     const key = this.ownerSessionsKey(owner);
-    const ids: string[] = [];
+    const live: string[] = [];
     let cursor = '0';
     do {
       const [next, batch] = await this.call('list sessions', () =>
         this.client.sscan(key, cursor, 'COUNT', 500),
       );
       cursor = next;
-      for (const id of batch) if (ids.length < max) ids.push(id);
-    } while (cursor !== '0' && ids.length < max);
-    const recs = ids.length
-      ? await this.call('list sessions', () =>
-          this.client.exists(...ids.map((id) => `${this.prefix}sess:${id}`)),
-        )
-      : 0;
-    if (recs === ids.length) return ids;
-    // Some are gone: check each, and forget them in the index.
-    const live: string[] = [];
-    for (const id of ids) {
-      if ((await this.call('list sessions', () => this.client.exists(`${this.prefix}sess:${id}`))) === 1)
-        live.push(id);
-      else await this.call('list sessions', () => this.client.srem(key, id));
-    }
+      if (batch.length === 0) continue;
+      const recs = await this.call('list sessions', () =>
+        this.client.mget(...batch.map((id) => `${this.prefix}sess:${id}`)),
+      );
+      const stale: string[] = [];
+      batch.forEach((id, i) => {
+        const raw = recs[i];
+        // Gone, or recorded again for another consumer: not this consumer's any more.
+        const owned = raw ? (JSON.parse(raw) as { owner?: unknown }).owner === owner : false;
+        if (!owned) stale.push(id);
+        else if (live.length < max) live.push(id);
+      });
+      if (stale.length > 0) await this.call('list sessions', () => this.client.srem(key, ...stale));
+    } while (cursor !== '0' && live.length < max);
     return live;
   }
 

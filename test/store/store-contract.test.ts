@@ -1,8 +1,9 @@
 /**
  * One contract for every StateStore: the in-process MemoryStore and the shared RedisStore run
  * the same cases, so that a proxy behaves the same whichever store it is configured with.
- * Covers the replay cache (claimOnce), remembered replies and the output leases of
- * acknowledged fetches (beginFetch, leaseOutputs, acknowledge, dropOutputs).
+ * Covers the replay cache (claimOnce), remembered replies, the output leases of
+ * acknowledged fetches (beginFetch, leaseOutputs, acknowledge, dropOutputs, trimLease),
+ * terminations (including those the client sets), listSessions and enumeration contexts.
  */
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
@@ -10,7 +11,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { MemoryStore } from '../../src/store/memory-store';
 import { RedisStore } from '../../src/store/redis-store';
-import type { FetchLease, FetchStart, StateStore, StoredOutput } from '../../src/store/store';
+import type {
+  EnumerationRecord,
+  FetchLease,
+  FetchStart,
+  SessionRecord,
+  StateStore,
+  StoredOutput,
+} from '../../src/store/store';
 import { requirePeer } from '../helpers/peers';
 import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
 
@@ -31,6 +39,10 @@ interface Harness {
   teardown?(): Promise<void>;
   /** Outputs the current test's store still keeps for a session, read behind its back (Redis only). */
   rawOutputCount?(sessionId: string): Promise<number>;
+  /** Leases (tokens) the current test's store keeps for a session, read behind its back (Redis only). */
+  rawLeaseCount?(sessionId: string): Promise<number>;
+  /** PTTL of a connection or session record (-1: no expiry, -2: none), read behind its back (Redis only). */
+  rawRecordTtl?(kind: 'conn' | 'sess', id: string): Promise<number>;
 }
 
 function output(taskId: string, data = `{"taskId":"${taskId}","successful":true}`): StoredOutput {
@@ -635,6 +647,430 @@ function contract(name: string, h: Harness): void {
         if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
       });
     });
+
+    describe('terminations set by the client (SetTerminationTime)', () => {
+      const NOW = 1_900_000_000_000;
+      const HOUR = 3600_000;
+
+      it("a lease write leaves the client's time alone; a client write replaces the lease's", async () => {
+        await store.scheduleTermination('session:a', NOW + 1000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(false);
+        await store.scheduleTermination('session:a', NOW + 5000, 'client');
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 5000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(true);
+        // The idle lease, explicit or by default, now stands aside.
+        await store.scheduleTermination('session:a', NOW + 2000, 'lease');
+        await store.scheduleTermination('session:a', NOW + 3000);
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 5000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(true);
+        // The client may move its own time, earlier as well.
+        await store.scheduleTermination('session:a', NOW + 4000, 'client');
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 4000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(true);
+        expect(await store.claimTerminations(NOW + 3999, LONG_MS, 10)).to.deep.equal([]);
+        expect(await store.claimTerminations(NOW + 4000, LONG_MS, 10)).to.deep.equal(['session:a']);
+        // The mark is per resource: another one's idle lease still moves.
+        await store.scheduleTermination('session:b', NOW + 1000);
+        await store.scheduleTermination('session:b', NOW + 2000);
+        expect(await store.terminationOf('session:b')).to.equal(NOW + 2000);
+        expect(await store.terminationSetByClient('session:b')).to.equal(false);
+        expect(await store.terminationSetByClient('session:unknown')).to.equal(false);
+      });
+
+      it("a lease write does not end the reaper's claim on a client-set time", async () => {
+        await store.scheduleTermination('session:a', NOW, 'client');
+        expect(await store.claimTerminations(NOW, 1000, 10)).to.deep.equal(['session:a']);
+        await store.scheduleTermination('session:a', NOW + 5000);
+        expect(await store.terminationOf('session:a'), 'the lease scheduled nothing').to.equal(null);
+        // The claim still stands: handed out again once its lease lapses, as if the write never came.
+        expect(await store.claimTerminations(NOW + 999, 1000, 10)).to.deep.equal([]);
+        expect(await store.claimTerminations(NOW + 1000, 1000, 10)).to.deep.equal(['session:a']);
+        await store.finishTermination('session:a');
+        expect(await store.claimTerminations(NOW + 100_000, 1000, 10)).to.deep.equal([]);
+      });
+
+      it("null from the lease (the resource ended) clears everything, the client's time and mark included", async () => {
+        await store.scheduleTermination('session:a', NOW + 5000, 'client');
+        await store.scheduleTermination('session:a', null, 'lease');
+        expect(await store.terminationOf('session:a')).to.equal(null);
+        expect(await store.terminationSetByClient('session:a')).to.equal(false);
+        expect(await store.claimTerminations(NOW + 100_000, 1000, 10)).to.deep.equal([]);
+        // No longer the client's: a lease write counts again.
+        await store.scheduleTermination('session:a', NOW + 60_000);
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 60_000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(false);
+
+        // The default setter is the lease; its null also ends a claim on a client-set time.
+        await store.scheduleTermination('session:b', NOW, 'client');
+        expect(await store.claimTerminations(NOW, 1000, 10)).to.deep.equal(['session:b']);
+        await store.scheduleTermination('session:b', null);
+        expect(await store.terminationSetByClient('session:b')).to.equal(false);
+        expect(await store.claimTerminations(NOW + 1000, 1000, 10), 'the claim ended').to.deep.equal([]);
+      });
+
+      it('null from the client removes its time and mark, and the idle lease may schedule again', async () => {
+        await store.scheduleTermination('session:a', NOW + 1000);
+        await store.scheduleTermination('session:a', NOW + 5000, 'client');
+        await store.scheduleTermination('session:a', null, 'client');
+        expect(await store.terminationOf('session:a')).to.equal(null);
+        expect(await store.terminationSetByClient('session:a')).to.equal(false);
+        expect(await store.claimTerminations(NOW + 100_000, 1000, 10)).to.deep.equal([]);
+        await store.scheduleTermination('session:a', NOW + 2000, 'lease');
+        expect(await store.terminationOf('session:a')).to.equal(NOW + 2000);
+        expect(await store.terminationSetByClient('session:a')).to.equal(false);
+        // A client's cancel with nothing scheduled is harmless.
+        await store.scheduleTermination('connection:none', null, 'client');
+        expect(await store.terminationOf('connection:none')).to.equal(null);
+        expect(await store.terminationSetByClient('connection:none')).to.equal(false);
+      });
+
+      it("ties the record to the client's time, and lets it live without expiry once the client cancels", async () => {
+        const sid = `sess-${randomUUID()}`;
+        const cid = `conn-${randomUUID()}`;
+        await store.putConnection(cid, { cluster: 'c1', owner: 'alice', application: 'app' });
+        await store.putSession(sid, { cluster: 'c1', owner: 'alice', connectionId: cid });
+        await store.scheduleTermination(`session:${sid}`, Date.now() + HOUR, 'client');
+        await store.scheduleTermination(`connection:${cid}`, Date.now() + HOUR, 'client');
+        // The record outlives the time by a day's grace (redis-store.ts), so about 25 h.
+        if (h.rawRecordTtl) {
+          expect(await h.rawRecordTtl('sess', sid)).to.be.within(25 * HOUR - 60_000, 25 * HOUR);
+          expect(await h.rawRecordTtl('conn', cid)).to.be.within(25 * HOUR - 60_000, 25 * HOUR);
+        }
+        // The idle lease's sooner time does not shorten it either: that write does nothing.
+        await store.scheduleTermination(`session:${sid}`, Date.now() + 60_000);
+        if (h.rawRecordTtl) expect(await h.rawRecordTtl('sess', sid)).to.be.above(25 * HOUR - 60_000);
+        await store.scheduleTermination(`session:${sid}`, null, 'client');
+        await store.scheduleTermination(`connection:${cid}`, null, 'client');
+        if (h.rawRecordTtl) {
+          expect(await h.rawRecordTtl('sess', sid), 'no expiry').to.equal(-1);
+          expect(await h.rawRecordTtl('conn', cid), 'no expiry').to.equal(-1);
+        }
+        expect(await store.getSession(sid)).to.deep.include({ owner: 'alice', connectionId: cid });
+        expect(await store.getConnection(cid)).to.deep.include({ owner: 'alice', application: 'app' });
+      });
+    });
+
+    describe('trimLease (a page cut short to fit its size bound)', () => {
+      it('keeps the first outputs under the token and hands the rest, in order, to the next fetch at once', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 5);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 2);
+        // Neither reclaimAll nor waiting: the rest is lapsed already, the kept ones are not.
+        const t2 = tok('t2');
+        expect(await fetch({ token: t2 })).to.deep.equal({
+          repeat: false,
+          token: t2,
+          outputs: datas(os.slice(2)),
+        });
+        expect((await fetch()).outputs).to.deep.equal([]);
+        // Acknowledging the trimmed lease releases only what it kept: the rest is t2's now.
+        await store.acknowledge(sessionId, t1);
+        expect(await drain()).to.deep.equal(datas(os.slice(2)));
+        if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
+      });
+
+      it('the next fetch acknowledging the trimmed lease releases the kept outputs and gets the rest', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 4);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 1);
+        const r = await fetch({ acknowledge: t1, countMax: 2 });
+        expect(r.outputs).to.deep.equal(datas(os.slice(1, 3)));
+        const r2 = await fetch({ acknowledge: r.token });
+        expect(r2.outputs).to.deep.equal(datas(os.slice(3)));
+        await store.acknowledge(sessionId, r2.token);
+        expect(await drain()).to.deep.equal([]);
+        if (h.rawOutputCount) expect(await h.rawOutputCount(sessionId)).to.equal(0);
+      });
+
+      it('keep 0 hands everything back; acknowledging the emptied lease then releases nothing', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 0);
+        await store.acknowledge(sessionId, t1);
+        expect((await fetch()).outputs).to.deep.equal(datas(os));
+        expect(await drain()).to.deep.equal(datas(os));
+      });
+
+      it('a repeat of the trimmed fetch answers the kept outputs only', async () => {
+        const repeatKey = `ck-${randomUUID()}`;
+        const t1 = tok('t1');
+        await fetch({ token: t1, repeatKey });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 1);
+        expect(await fetch({ repeatKey })).to.deep.equal({
+          repeat: true,
+          token: t1,
+          outputs: datas(os.slice(0, 1)),
+        });
+        expect((await fetch()).outputs).to.deep.equal(datas(os.slice(1)));
+        expect(sorted(await drain())).to.deep.equal(sorted(datas(os)));
+      });
+
+      it('trimming an unknown token or session is a no-op', async () => {
+        const t1 = tok('t1');
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, tok('unknown'), 0);
+        await store.trimLease(sessionId, `${t1}.spill`, 0);
+        const other = `sess-${randomUUID()}`;
+        await store.trimLease(other, t1, 0);
+        expect((await fetch()).outputs, 'nothing handed back').to.deep.equal([]);
+        // t1 still holds all three: acknowledging it leaves nothing.
+        await store.acknowledge(sessionId, t1);
+        expect(await drain()).to.deep.equal([]);
+        expect(await drain(other)).to.deep.equal([]);
+        if (h.rawOutputCount) expect(await h.rawOutputCount(other)).to.equal(0);
+      });
+
+      it('keep at or above the lease size is a no-op, as is trimming an empty lease', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 3);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 3);
+        await store.trimLease(sessionId, t1, 10);
+        const t2 = tok('t2');
+        await fetch({ token: t2 });
+        await store.trimLease(sessionId, t2, 0);
+        expect((await fetch()).outputs, 'nothing handed back').to.deep.equal([]);
+        if (h.rawLeaseCount)
+          expect(await h.rawLeaseCount(sessionId), 't1, t2 and the last fetch').to.equal(3);
+        await store.acknowledge(sessionId, t1);
+        expect(await drain()).to.deep.equal([]);
+      });
+
+      it('a second trim appends to the same spill lease, after what the first handed back', async () => {
+        const t1 = tok('t1');
+        await fetch({ token: t1 });
+        const os = outputs('a', 6);
+        await store.leaseOutputs(sessionId, t1, os, LONG_MS);
+        await store.trimLease(sessionId, t1, 4);
+        await store.trimLease(sessionId, t1, 2);
+        if (h.rawLeaseCount) expect(await h.rawLeaseCount(sessionId), 't1 and one spill').to.equal(2);
+        const first = await fetch({ countMax: 3 });
+        const second = await fetch({ countMax: 3 });
+        expect(first.outputs).to.deep.equal(datas([os[4]!, os[5]!, os[2]!]));
+        expect(second.outputs).to.deep.equal(datas([os[3]!]));
+        expect((await fetch()).outputs).to.deep.equal([]);
+        await store.acknowledge(sessionId, t1);
+        expect(sorted(await drain())).to.deep.equal(sorted(datas(os.slice(2))));
+      });
+
+      it('the next fetch takes what a trim handed back ahead of other lapsed leases', async () => {
+        const older = outputs('old', 3);
+        await store.leaseOutputs(sessionId, tok('old'), older, LONG_MS);
+        // A page whose countMax splits that lease: its rest stays behind, lapsed.
+        const t1 = tok('t1');
+        const page = await fetch({ token: t1, reclaimAll: true, countMax: 1 });
+        expect(page.outputs).to.deep.equal(datas(older.slice(0, 1)));
+        const fresh = outputs('new', 3);
+        await store.leaseOutputs(sessionId, t1, fresh, LONG_MS);
+        // The page only fits its first output: new-0..2 go back, and must come next.
+        await store.trimLease(sessionId, t1, 1);
+        expect((await fetch({ acknowledge: t1, countMax: 3 })).outputs).to.deep.equal(datas(fresh));
+        expect((await fetch({ countMax: 3 })).outputs).to.deep.equal(datas(older.slice(1)));
+      });
+    });
+
+    describe('listSessions', () => {
+      function rec(owner: string): SessionRecord {
+        return { cluster: 'c1', owner, connectionId: 'conn-1' };
+      }
+
+      function ids(label: string, n: number): string[] {
+        return Array.from({ length: n }, (_, i) => `sess-${label}${i}-${randomUUID().slice(0, 8)}`);
+      }
+
+      it("lists the owner's sessions, not others', at most max, each once", async () => {
+        const [mine, theirs] = [ids('a', 3), ids('b', 2)];
+        for (const id of mine) await store.putSession(id, rec('alice'));
+        for (const id of theirs) await store.putSession(id, rec('bob'));
+        // Recorded again (openSession): still listed once.
+        await store.putSession(mine[0]!, rec('alice'));
+        expect(sorted(await store.listSessions('alice', 10))).to.deep.equal(sorted(mine));
+        expect(sorted(await store.listSessions('bob', 10))).to.deep.equal(sorted(theirs));
+        const two = await store.listSessions('alice', 2);
+        expect(two).to.have.length(2);
+        expect(new Set(two).size).to.equal(2);
+        expect(mine).to.include.members(two);
+        expect(await store.listSessions('alice', 0)).to.deep.equal([]);
+        expect(await store.listSessions('nobody', 10)).to.deep.equal([]);
+      });
+
+      it('does not list a deleted session, and lists it again once recorded again', async () => {
+        const [a, b, c] = ids('a', 3) as [string, string, string];
+        for (const id of [a, b, c]) await store.putSession(id, rec('alice'));
+        await store.deleteSession(b);
+        expect(sorted(await store.listSessions('alice', 10))).to.deep.equal(sorted([a, c]));
+        expect(sorted(await store.listSessions('alice', 10)), 'read again').to.deep.equal(sorted([a, c]));
+        await store.putSession(b, rec('alice'));
+        expect(sorted(await store.listSessions('alice', 10))).to.deep.equal(sorted([a, b, c]));
+        for (const id of [a, b, c]) await store.deleteSession(id);
+        expect(await store.listSessions('alice', 10)).to.deep.equal([]);
+      });
+
+      it('lists a session recorded again for another consumer under that consumer only', async () => {
+        const [s, t] = ids('s', 2) as [string, string];
+        await store.putSession(s, rec('alice'));
+        await store.putSession(t, rec('alice'));
+        await store.putSession(s, rec('bob'));
+        expect(await store.listSessions('alice', 10)).to.deep.equal([t]);
+        expect(await store.listSessions('bob', 10)).to.deep.equal([s]);
+      });
+
+      it('max bounds the live sessions listed: deleted ones do not use it up', async () => {
+        const all = ids('a', 20);
+        for (const id of all) await store.putSession(id, rec('alice'));
+        const live = all.filter((_, i) => i % 2 === 1);
+        for (const id of all.filter((_, i) => i % 2 === 0)) await store.deleteSession(id);
+        expect(sorted(await store.listSessions('alice', 10))).to.deep.equal(sorted(live));
+      });
+    });
+
+    describe('enumeration contexts', () => {
+      /** The grace a context outlives its expiresAt by (store.ts: "plus a grace"). */
+      const GRACE_MS = 60_000;
+
+      function outputsCtx(over: Partial<EnumerationRecord> = {}): EnumerationRecord {
+        return {
+          consumer: 'alice',
+          version: '2011',
+          source: 'outputs',
+          sessionId: 'sess-1',
+          expiresAt: Date.now() + LONG_MS,
+          ...over,
+        };
+      }
+
+      function enumId(): string {
+        return `enum-${randomUUID()}`;
+      }
+
+      it('round-trips a context, starting at seq 0, attempt 0; an unknown id is undefined', async () => {
+        const [a, b] = [enumId(), enumId()];
+        expect(await store.getEnumeration(a)).to.equal(undefined);
+        const ra = outputsCtx({ serviceVersion: 'urn:sv:1' });
+        const rb: EnumerationRecord = {
+          consumer: 'bob',
+          version: '2004',
+          source: 'sessions',
+          sessions: ['s-1', 's-2', 's-3'],
+          filter: { expression: '//x:state[. = "open"]', namespaces: { x: 'urn:x' } },
+          expiresAt: Date.now() + LONG_MS,
+        };
+        await store.putEnumeration(a, ra);
+        await store.putEnumeration(b, rb);
+        expect(await store.getEnumeration(a)).to.deep.equal({ ...ra, seq: 0, attempt: 0 });
+        expect(await store.getEnumeration(b)).to.deep.equal({ ...rb, seq: 0, attempt: 0 });
+      });
+
+      it('advance: fresh for the next page (reserving it), repeat for the page handed out, stale otherwise', async () => {
+        const [id, other] = [enumId(), enumId()];
+        await store.putEnumeration(id, outputsCtx());
+        await store.putEnumeration(other, outputsCtx());
+        expect(await store.advanceEnumeration(id, 0)).to.deep.equal({ step: 'fresh', attempt: 0 });
+        expect((await store.getEnumeration(id))!.seq).to.equal(1);
+        expect(await store.advanceEnumeration(id, 0)).to.deep.equal({ step: 'repeat', attempt: 0 });
+        expect((await store.getEnumeration(id))!.seq, 'a repeat reserves nothing').to.equal(1);
+        expect(await store.advanceEnumeration(id, 1)).to.deep.equal({ step: 'fresh', attempt: 0 });
+        expect((await store.advanceEnumeration(id, 0)).step).to.equal('stale');
+        expect((await store.advanceEnumeration(id, 3)).step).to.equal('stale');
+        expect((await store.getEnumeration(id))!.seq).to.equal(2);
+        // Contexts are kept apart.
+        expect((await store.getEnumeration(other))!.seq).to.equal(0);
+        expect((await store.advanceEnumeration(other, 0)).step).to.equal('fresh');
+        expect((await store.advanceEnumeration(enumId(), 0)).step, 'unknown id').to.equal('stale');
+      });
+
+      it('rewind of the page just handed out lets the next advance fetch it afresh, with attempt + 1', async () => {
+        const id = enumId();
+        const r = outputsCtx();
+        await store.putEnumeration(id, r);
+        await store.advanceEnumeration(id, 0);
+        await store.rewindEnumeration(id, 1);
+        expect(await store.getEnumeration(id)).to.deep.equal({ ...r, seq: 0, attempt: 1 });
+        expect(await store.advanceEnumeration(id, 0)).to.deep.equal({ step: 'fresh', attempt: 1 });
+        expect(await store.advanceEnumeration(id, 0)).to.deep.equal({ step: 'repeat', attempt: 1 });
+        // A rewind of any other page than the last handed out is a no-op.
+        await store.rewindEnumeration(id, 0);
+        await store.rewindEnumeration(id, 2);
+        expect(await store.getEnumeration(id)).to.deep.include({ seq: 1, attempt: 1 });
+        expect(await store.advanceEnumeration(id, 1)).to.deep.equal({ step: 'fresh', attempt: 1 });
+        await store.rewindEnumeration(id, 2);
+        expect(await store.getEnumeration(id)).to.deep.include({ seq: 1, attempt: 2 });
+        // Nothing to rewind for an unknown id, and nothing is created.
+        const unknown = enumId();
+        await store.rewindEnumeration(unknown, 0);
+        await store.rewindEnumeration(unknown, 1);
+        expect(await store.getEnumeration(unknown)).to.equal(undefined);
+        expect((await store.advanceEnumeration(unknown, 0)).step).to.equal('stale');
+      });
+
+      it('renew moves the expiry and keeps seq and attempt; false once the context is deleted', async () => {
+        const id = enumId();
+        const r = outputsCtx();
+        await store.putEnumeration(id, r);
+        await store.advanceEnumeration(id, 0);
+        const later = Date.now() + 2 * LONG_MS;
+        expect(await store.renewEnumeration(id, later)).to.equal(true);
+        expect(await store.getEnumeration(id)).to.deep.equal({ ...r, expiresAt: later, seq: 1, attempt: 0 });
+        await store.deleteEnumeration(id);
+        expect(await store.getEnumeration(id)).to.equal(undefined);
+        expect(await store.renewEnumeration(id, later)).to.equal(false);
+        expect(await store.getEnumeration(id), 'renew did not bring it back').to.equal(undefined);
+        expect((await store.advanceEnumeration(id, 1)).step).to.equal('stale');
+        expect(await store.renewEnumeration(enumId(), later), 'unknown id').to.equal(false);
+        await store.deleteEnumeration(enumId());
+      });
+
+      it('a context past expiresAt plus the grace is gone; within the grace it is still returned', async () => {
+        const gone = enumId();
+        await store.putEnumeration(gone, outputsCtx({ expiresAt: Date.now() - GRACE_MS - 1000 }));
+        expect(await store.getEnumeration(gone)).to.equal(undefined);
+        expect((await store.advanceEnumeration(gone, 0)).step).to.equal('stale');
+        expect(await store.renewEnumeration(gone, Date.now() + LONG_MS)).to.equal(false);
+        expect(await store.getEnumeration(gone)).to.equal(undefined);
+        // Expired but within the grace: still there, for the handler's own expiry check to answer.
+        const late = enumId();
+        const r = outputsCtx({ expiresAt: Date.now() - GRACE_MS / 2 });
+        await store.putEnumeration(late, r);
+        expect(await store.getEnumeration(late)).to.deep.equal({ ...r, seq: 0, attempt: 0 });
+      });
+
+      it('expires the grace after expiresAt unless renewed', async () => {
+        const [gone, kept] = [enumId(), enumId()];
+        await store.putEnumeration(gone, outputsCtx({ expiresAt: Date.now() - GRACE_MS + TTL_MS }));
+        await store.putEnumeration(kept, outputsCtx({ expiresAt: Date.now() - GRACE_MS + TTL_MS }));
+        expect(await store.getEnumeration(gone)).to.not.equal(undefined);
+        expect(await store.renewEnumeration(kept, Date.now() + LONG_MS)).to.equal(true);
+        await sleep(PASS_MS);
+        expect(await store.getEnumeration(gone)).to.equal(undefined);
+        expect((await store.advanceEnumeration(gone, 0)).step).to.equal('stale');
+        expect(await store.renewEnumeration(gone, Date.now() + LONG_MS)).to.equal(false);
+        expect(await store.getEnumeration(kept)).to.deep.include({ seq: 0, attempt: 0 });
+      });
+
+      it('concurrent advances after the same page: exactly one is fresh, the others repeats', async () => {
+        const id = enumId();
+        await store.putEnumeration(id, outputsCtx());
+        // Both fired before either is awaited (with Redis, in flight together).
+        const a = store.advanceEnumeration(id, 0);
+        const b = store.advanceEnumeration(id, 0);
+        const two = await Promise.all([a, b]);
+        expect(two.map((s) => s.step).sort()).to.deep.equal(['fresh', 'repeat']);
+        const many = await Promise.all(Array.from({ length: 10 }, () => store.advanceEnumeration(id, 1)));
+        expect(many.filter((s) => s.step === 'fresh')).to.have.length(1);
+        expect(many.filter((s) => s.step === 'repeat')).to.have.length(9);
+        expect((await store.getEnumeration(id))!.seq).to.equal(2);
+      });
+    });
   });
 }
 
@@ -667,5 +1103,8 @@ contract('MemoryStore', { make: async () => new MemoryStore() });
     },
     // The layout of redis-store.ts: outputs of a session in the hash <prefix>out:<session>.
     rawOutputCount: (sessionId) => raw!.hlen(`${prefix}out:${sessionId}`),
+    // Leases in the hash <prefix>lease:<session>; records at <prefix>sess:<id> and <prefix>conn:<id>.
+    rawLeaseCount: (sessionId) => raw!.hlen(`${prefix}lease:${sessionId}`),
+    rawRecordTtl: (kind, id) => raw!.pttl(`${prefix}${kind}:${id}`),
   });
 }
