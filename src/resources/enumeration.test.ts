@@ -197,6 +197,22 @@ describe('resources: WS-Enumeration of task outputs and sessions (2004/09 and 20
       expect(rest.texts).to.deep.equal(['out-0']);
     });
 
+    it('refuses MaxElements 0, caps a huge one, and refuses a Pull once the context has expired', async () => {
+      const sessionId = await sessionWithOutputs(3);
+      const path = `/soap/sessions/${sessionId}`;
+      const e = await at(path, `<wsen:Enumerate ${E04}><wsen:Expires>PT1S</wsen:Expires></wsen:Enumerate>`);
+      const c0 = cursorOf(e.answer.body)!;
+      const zero = await at(path, pull(c0, '<wsen:MaxElements>0</wsen:MaxElements>'));
+      expect(zero.code).to.equal('SSP_INVALID_ARGUMENT');
+      const huge = await at(path, pull(c0, '<wsen:MaxElements>999999999</wsen:MaxElements>'));
+      expect(huge.code, huge.answer.body).to.equal(undefined);
+      expect(texts(huge.answer.body)).to.have.length(3);
+      await new Promise((r) => setTimeout(r, 1100));
+      const late = await at(path, pull(cursorOf(huge.answer.body)!));
+      expect(late.code).to.equal('SSP_ENUMERATION_CONTEXT_INVALID');
+      expect(late.answer.body).to.contain('expired');
+    });
+
     it('refuses a filter on outputs, an expiry in the past, and an Enumerate away from a session', async () => {
       const sessionId = await sessionWithOutputs(0);
       const path = `/soap/sessions/${sessionId}`;
