@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as soap from 'soap';
 import { ROOT } from '../src/paths';
 
@@ -76,12 +76,17 @@ function main(): void {
         services: service,
         // node-soap binds by port address, first match wins; give only TaskInputPort this path.
         xml: readFileSync(join(ROOT, 'wsdl', 'symphony.wsdl'), 'utf8')
-          .replace(/location="[^"]*"/g, 'location="http://localhost/unused"')
+          .replace(/(<soap(?:12)?:address\s+location=)"[^"]*"/g, '$1"http://localhost/unused"')
           .replace(
             /(<wsdl:port name="TaskInputPort" [^>]*>\s*<soap:address location=")[^"]*"/,
             '$1http://localhost/symphony"',
           ),
         uri: join(ROOT, 'wsdl', 'symphony.wsdl'),
+        // The standards' schemas import each other by canonical URL: read the stored copies.
+        wsdl_options: {
+          overrideImportLocation: (path: string) =>
+            /^https?:/.test(path) ? join(ROOT, 'schemas', 'ws', basename(new URL(path).pathname)) : path,
+        },
         callback: () => console.log(`listening on ${(server.address() as { port: number }).port}`),
       });
     });
