@@ -25,6 +25,7 @@ import { createPipeline } from './pipeline/phases';
 import type { ReloadOutcome } from './policy/policy-manager';
 import { loadProxyContract } from './operations/contract';
 import { XPathEngine } from './resources/xpath/xpath-engine';
+import { enumerationEnder } from './resources/enumeration-end';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RunningProxy {
@@ -72,7 +73,10 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
   const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage(), (kind, app) =>
     policies?.current.idleMs(kind, app),
   );
-  const reaper = new Reaper(store, router, lifetimes, metrics, config.lifetime);
+  const reaper = new Reaper(store, router, lifetimes, metrics, {
+    ...config.lifetime,
+    endEnumeration: enumerationEnder(store, security.write),
+  });
   const xpath = res.add('XPath query engine', new XPathEngine(), (e) => e.close());
   reaper.start();
   res.add('lifetime reaper', reaper, (r) => r.stop());
@@ -89,7 +93,11 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
         path: config.server.path,
         tls: config.server.tls !== undefined,
       },
-      resources: { xpath, maxTerminationMs: config.lifetime.maxTerminationMs },
+      resources: {
+        xpath,
+        maxTerminationMs: config.lifetime.maxTerminationMs,
+        clientTerminationTimes: config.lifetime.clientTerminationTimes,
+      },
       enumeration: config.enumeration,
       encodeOutput: contract.encodeOutput,
     }),

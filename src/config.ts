@@ -298,6 +298,8 @@ export const configSchema = z
         pageLeaseMs: z.number().int().min(1000).default(120_000),
         /** Most sessions in one enumeration of a consumer's sessions. */
         maxSessions: z.number().int().min(1).max(100_000).default(10_000),
+        /** Hosts an EndTo may name; EnumerationEnd goes there when a context expires. Empty: EndTo unsupported. */
+        endToHosts: z.array(z.string().min(1)).default([]),
       })
       .prefault({}),
     lifetime: z
@@ -327,6 +329,11 @@ export const configSchema = z
           .int()
           .min(0)
           .default(30 * 86_400_000),
+        /**
+         * Whether clients may set termination times at all; false: SetTerminationTime is refused
+         * with TerminationTimeChangeRejectedFault and only the operator's idle leases apply.
+         */
+        clientTerminationTimes: z.boolean().default(true),
         /** How often each proxy looks for resources whose time has come. */
         sweepIntervalMs: z.number().int().min(10).max(600_000).default(1000),
         /**

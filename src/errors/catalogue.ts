@@ -326,7 +326,7 @@ export const CATALOGUE = {
     side: 'Sender',
     detail: 'wsrf-rl:TerminationTimeChangeRejectedFault',
     retryable: false,
-    hint: 'this resource cannot have a termination time of its own; it ends when its connection or session does',
+    hint: 'the operator manages lifetimes here (lifetime.clientTerminationTimes: false); use Destroy to end the resource now',
   },
   SSP_ENUMERATION_CONTEXT_INVALID: {
     // Receiver, as WS-Enumeration defines it; the SOAP 1.2 HTTP binding sends that with 500.
@@ -370,6 +370,12 @@ export const CATALOGUE = {
     side: 'Sender',
     retryable: false,
     hint: 'send no EndTo: the proxy does not call consumer-supplied addresses; Pull until EndOfSequence, or GetStatus to see the expiry',
+  },
+  SSP_ENUMERATION_ENDTO_REFUSED: {
+    status: 400,
+    side: 'Sender',
+    retryable: false,
+    hint: 'an EndTo may only name an http(s) address at a host the operator allows (enumeration.endToHosts); send none and Pull to the end instead',
   },
   SSP_ENUMERATION_ITEM_TOO_LARGE: {
     status: 400,

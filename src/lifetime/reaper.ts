@@ -21,6 +21,8 @@ export interface ReaperOptions {
   onSessionExpiry: 'destroy' | 'detach';
   /** Terminations taken per sweep. */
   batch?: number;
+  /** Ends an expired enumeration context (`enumeration:{id}` entries): EnumerationEnd to its EndTo. */
+  endEnumeration?: (id: string) => Promise<string>;
 }
 
 /** How long stop() waits for a grid call in flight before it leaves the claim to lapse. */
@@ -86,6 +88,19 @@ export class Reaper {
   }
 
   private async terminate(key: string): Promise<Outcome> {
+    if (key.startsWith('enumeration:') && this.opts.endEnumeration) {
+      try {
+        const outcome = await this.opts.endEnumeration(key.slice('enumeration:'.length));
+        this.metrics?.terminations.inc({ kind: 'enumeration', cause: 'expired', outcome });
+      } catch (e) {
+        // The store failed: the entry comes back after the claim lapses.
+        log.warn('could not end an expired enumeration; another sweep will try', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+        return 'retry';
+      }
+      return 'gone';
+    }
     const r = parseResourceKey(key);
     if (!r) {
       log.warn('unknown entry in the termination schedule dropped', { key });

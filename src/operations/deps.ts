@@ -25,6 +25,8 @@ export interface OperationDeps {
     xpath?: XPathEngine;
     /** How far ahead SetTerminationTime may schedule an end; 0: no bound. */
     maxTerminationMs: number;
+    /** false: clients may not set termination times (TerminationTimeChangeRejectedFault). */
+    clientTerminationTimes?: boolean;
   };
   reliability: {
     clientKeyTtlMs: number;

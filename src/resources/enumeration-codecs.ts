@@ -9,7 +9,7 @@ import { GatewayError } from '../errors/catalogue';
 import type { TaskOutputItem } from '../pipeline/operation';
 import type { Decoded, DecodedFields, ElementCodec } from '../soap/schema';
 import { SYM, WSEN_2004, WSEN_2011, WSMAN } from '../soap/ws-namespaces';
-import { childElements, escapeText, textOf, type XmlElement } from '../soap/xml';
+import { childElements, escapeText, serializeStandalone, textOf, type XmlElement } from '../soap/xml';
 
 export type EnumerationVersion = '2004' | '2011';
 const NS: Record<EnumerationVersion, string> = { '2004': WSEN_2004, '2011': WSEN_2011 };
@@ -86,11 +86,34 @@ function readExpires(el: XmlElement): DecodedFields {
   };
 }
 
+const WSA_NS = new Set([
+  'http://www.w3.org/2005/08/addressing',
+  'http://schemas.xmlsoap.org/ws/2004/08/addressing',
+]);
+
+/** An EndTo endpoint reference: its Address, and its reference parameters as XML to echo. */
+function readEndTo(el: XmlElement): DecodedFields {
+  let address = '';
+  let ns = '';
+  let parameters = '';
+  for (const k of childElements(el)) {
+    if (!WSA_NS.has(k.uri)) continue;
+    if (k.local === 'Address') {
+      address = textOf(k).trim();
+      ns = k.uri;
+    } else if (k.local === 'ReferenceParameters') {
+      parameters = childElements(k).map(serializeStandalone).join('');
+    }
+  }
+  if (address === '') throw invalid('EndTo needs a wsa:Address');
+  return { address, ns, parameters };
+}
+
 /** The start of an enumeration: 2004/09's Enumerate, 2011's NewContext. */
 function readStart(el: XmlElement, ns: string, where: string, extensions: XmlElement[]): DecodedFields {
-  const start: DecodedFields = { endTo: false };
+  const start: DecodedFields = {};
   for (const k of kids(el, where)) {
-    if (k.uri === ns && k.local === 'EndTo') start.endTo = true;
+    if (k.uri === ns && k.local === 'EndTo') start.endTo = readEndTo(k);
     else if (k.uri === ns && k.local === 'Expires') start.expires = readExpires(k);
     else if (k.uri === ns && k.local === 'Filter') start.filter = readFilter(k);
     else if (k.uri === ns) throw invalid(`${where}: unexpected element ${k.local}`);
@@ -281,4 +304,29 @@ export function enumerationCodecs(encodeOutput: (item: TaskOutputItem) => string
     entry(WSEN_2011, 'Release', decodeContextOp('2011', 'Release')),
     entry(WSEN_2011, 'ReleaseResponse', notRead, () => `<wsen:ReleaseResponse xmlns:wsen="${WSEN_2011}"/>`),
   ]);
+}
+
+/**
+ * The one-way EnumerationEnd a source sends to EndTo: here when a context expires (2004/09: Code;
+ * 2011: Reason), with the reference parameters of EndTo as header blocks, as WS-Addressing says.
+ */
+export function enumerationEnd(
+  version: EnumerationVersion,
+  cursor: string,
+  endTo: { address: string; ns: string; parameters: string },
+): { header: string; body: string; action: string } {
+  const ns = NS[version];
+  const reason =
+    version === '2004'
+      ? `<wsen:Code>${ns}/SourceCancelling</wsen:Code><wsen:Reason xml:lang="en">the enumeration context expired</wsen:Reason>`
+      : `<wsen:Reason>${ns}/SourceCancelling</wsen:Reason><wsen:ReasonDescription xml:lang="en">the enumeration context expired</wsen:ReasonDescription>`;
+  const action = `${ns}/EnumerationEnd`;
+  return {
+    action,
+    header:
+      `<wsa:To xmlns:wsa="${endTo.ns}">${escapeText(endTo.address)}</wsa:To>` +
+      `<wsa:Action xmlns:wsa="${endTo.ns}">${action}</wsa:Action>` +
+      endTo.parameters,
+    body: `<wsen:EnumerationEnd xmlns:wsen="${ns}">${contextXml('wsen', cursor)}${reason}</wsen:EnumerationEnd>`,
+  };
 }

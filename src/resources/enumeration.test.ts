@@ -8,6 +8,11 @@ import {
   type Harness,
 } from '../../test/helpers/in-process';
 import { eventually } from '../../test/grid/helpers';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Reaper } from '../lifetime/reaper';
+import { envelope } from '../soap/envelope';
+import { enumerationEnder } from './enumeration-end';
 import { SYM, WSEN_2004, WSEN_2011, WSMAN, XPATH_10 } from '../soap/ws-namespaces';
 
 const E04 = `xmlns:wsen="${WSEN_2004}"`;
@@ -313,6 +318,103 @@ describe('resources: WS-Enumeration of task outputs and sessions (2004/09 and 20
         `<wsen:Release ${E11}>${ctxXml(cursorOf(e04.answer.body)!)}</wsen:Release>`,
       );
       expect(release.code).to.equal('SSP_ENUMERATION_CONTEXT_INVALID');
+    });
+  });
+
+  describe('EndTo and EnumerationEnd (enumeration.endToHosts)', () => {
+    let h2: Harness;
+    let receiver: Server;
+    let port = 0;
+    const received: { action: string | undefined; body: string }[] = [];
+
+    before(async () => {
+      receiver = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        req.on('end', () => {
+          const a = req.headers['soapaction'];
+          received.push({ action: typeof a === 'string' ? a : undefined, body });
+          res.writeHead(202).end();
+        });
+      });
+      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+      port = (receiver.address() as AddressInfo).port;
+      h2 = await startHarness({ phases: consumersFromHeader, enumeration: { endToHosts: ['127.0.0.1'] } });
+    });
+    after(async () => {
+      await h2?.close();
+      await new Promise((r) => receiver?.close(r));
+    });
+
+    const enumerateWithEndTo = (sessionId: string, address: string): Promise<CallResult> =>
+      h2.post(
+        `<wsen:Enumerate ${E11}><wsen:NewContext><wsen:EndTo><wsa:Address xmlns:wsa="http://www.w3.org/2005/08/addressing">${address}</wsa:Address>` +
+          `<wsa:ReferenceParameters xmlns:wsa="http://www.w3.org/2005/08/addressing"><x:Ref xmlns:x="urn:example:consumer">7</x:Ref></wsa:ReferenceParameters></wsen:EndTo>` +
+          `<wsen:Expires>PT1S</wsen:Expires></wsen:NewContext></wsen:Enumerate>`,
+        { path: `/soap/sessions/${sessionId}`, headers: { [CONSUMER_HEADER]: 'client-e' } },
+      );
+
+    it('an expired context sends one EnumerationEnd to its allowed EndTo, from whichever proxy sweeps', async () => {
+      const { sessionId } = await h2.openSession();
+      // The harness's own session belongs to the anonymous consumer: use one of client-e's.
+      void sessionId;
+      const c = await h2.post(
+        op(
+          'connect',
+          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+        ),
+        { headers: { [CONSUMER_HEADER]: 'client-e' } },
+      );
+      const s = await h2.post(
+        op('createSession', `<sym:connectionId>${c.pick('connectionId')!}</sym:connectionId>`),
+        {
+          headers: { [CONSUMER_HEADER]: 'client-e' },
+        },
+      );
+      const e = await enumerateWithEndTo(s.pick('sessionId')!, `http://127.0.0.1:${port}/end`);
+      expect(e.code, e.answer.body).to.equal(undefined);
+      const reaper = new Reaper(h2.store, h2.router, h2.lifetimes, h2.metrics, {
+        sweepIntervalMs: 1000,
+        claimLeaseMs: 10_000,
+        onSessionExpiry: 'destroy',
+        endEnumeration: enumerationEnder(h2.store, envelope),
+      });
+      expect(await reaper.sweep(Date.now())).to.deep.equal([]);
+      await new Promise((r) => setTimeout(r, 1100));
+      await reaper.sweep(Date.now());
+      expect(received).to.have.length(1);
+      expect(received[0]!.action).to.equal(`"${WSEN_2011}/EnumerationEnd"`);
+      expect(received[0]!.body).to.contain(`<wsen:Reason>${WSEN_2011}/SourceCancelling</wsen:Reason>`);
+      expect(received[0]!.body).to.contain('<x:Ref xmlns:x="urn:example:consumer">7</x:Ref>');
+      expect(received[0]!.body).to.contain(cursorOf(e.answer.body)!.split('.')[0]);
+      await reaper.sweep(Date.now() + 5000);
+      expect(received, 'sent once').to.have.length(1);
+    });
+
+    it('refuses an EndTo at a host that is not allowed, or not http(s), with UnusableEPR', async () => {
+      const c = await h2.post(
+        op(
+          'connect',
+          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+        ),
+        { headers: { [CONSUMER_HEADER]: 'client-e' } },
+      );
+      const s = await h2.post(
+        op('createSession', `<sym:connectionId>${c.pick('connectionId')!}</sym:connectionId>`),
+        {
+          headers: { [CONSUMER_HEADER]: 'client-e' },
+        },
+      );
+      for (const address of [
+        'http://10.0.0.1/end',
+        'http://localhost:1/end',
+        'file:///etc/passwd',
+        'not a url',
+      ]) {
+        const r = await enumerateWithEndTo(s.pick('sessionId')!, address);
+        expect(r.code, address).to.equal('SSP_ENUMERATION_ENDTO_REFUSED');
+        expect(r.answer.body).to.contain('wsen:UnusableEPR');
+      }
     });
   });
 });

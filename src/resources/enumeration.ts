@@ -39,6 +39,11 @@ export interface EnumerationConfig {
   pageLeaseMs: number;
   /** Most sessions in one snapshot of the consumer's sessions. */
   maxSessions: number;
+  /**
+   * Hosts an EndTo may name (EnumerationEnd is sent there when a context expires). Empty: EndTo
+   * is not supported, so no consumer can make the proxy call an address of its choosing.
+   */
+  endToHosts: string[];
 }
 
 export const DEFAULT_ENUMERATION: EnumerationConfig = {
@@ -48,6 +53,7 @@ export const DEFAULT_ENUMERATION: EnumerationConfig = {
   maxTimeMs: 60_000,
   pageLeaseMs: 120_000,
   maxSessions: 10_000,
+  endToHosts: [],
 };
 
 interface Filter {
@@ -57,7 +63,7 @@ interface Filter {
   namespaces: Record<string, string>;
 }
 interface Start {
-  endTo: boolean;
+  endTo?: { address: string; ns: string; parameters: string };
   expires?: { value: string; bestEffort?: boolean };
   filter?: Filter;
 }
@@ -77,6 +83,11 @@ export interface ContextArgs {
 }
 
 const NS: Record<EnumerationVersion, string> = { '2004': WSEN_2004, '2011': WSEN_2011 };
+
+/** The key of a context's expiry in the termination schedule (see lifetime/reaper.ts). */
+export function enumerationKey(id: string): string {
+  return `enumeration:${id}`;
+}
 
 /** A standard's fault code in the request's own namespace. */
 function subcode(version: EnumerationVersion, local: string): FaultSubcode {
@@ -130,6 +141,41 @@ export function enumerationHandlers(
 } {
   const { store } = deps;
   const cfg = deps.enumeration ?? DEFAULT_ENUMERATION;
+
+  /** A context that ended normally: gone, and no EnumerationEnd is due for it. */
+  async function ended(id: string, rec: EnumerationRecord): Promise<void> {
+    await store.deleteEnumeration(id);
+    if (rec.endTo) await store.scheduleTermination(enumerationKey(id), null);
+  }
+
+  /** An EndTo is used only at a host the operator allows; otherwise the standard's refusal. */
+  function allowedEndTo(
+    version: EnumerationVersion,
+    endTo: { address: string; ns: string; parameters: string },
+  ): { address: string; ns: string; parameters: string } | undefined {
+    if (cfg.endToHosts.length === 0) {
+      // 2004/09 has no fault for it: the EndTo is ignored, and no EnumerationEnd is sent.
+      if (version === '2004') return undefined;
+      throw new GatewayError('SSP_ENUMERATION_ENDTO_UNSUPPORTED', 'EndTo is not supported', {
+        subcode: subcode(version, 'EndToNotSupported'),
+      });
+    }
+    let url: URL | undefined;
+    try {
+      url = new URL(endTo.address);
+    } catch {
+      url = undefined;
+    }
+    const host = url?.hostname.toLowerCase().replace(/^\[|\]$/g, '');
+    if (!url || !/^https?:$/.test(url.protocol) || !cfg.endToHosts.some((h) => h.toLowerCase() === host)) {
+      throw new GatewayError(
+        'SSP_ENUMERATION_ENDTO_REFUSED',
+        `EndTo '${endTo.address.slice(0, 100)}' is not an http(s) address at an allowed host`,
+        version === '2011' ? { subcode: subcode(version, 'UnusableEPR') } : {},
+      );
+    }
+    return endTo;
+  }
 
   /** When a requested expiry ends, as the consumer will be told (same type as asked). */
   function grant(
@@ -232,7 +278,7 @@ export function enumerationHandlers(
       const s = await deps.router.call(ctx, session.cluster, 'sessionStatus', { sessionId });
       if (s.pending + s.running + s.outputsReady === 0) {
         // Every task has run and every output was acknowledged by a later Pull: the end.
-        await store.deleteEnumeration(id);
+        await ended(id, rec);
         return { endOfSequence: true, page: true };
       }
       if (viaPull && version === '2004' && waitMs > 0) {
@@ -318,7 +364,7 @@ export function enumerationHandlers(
       offset++;
     }
     if (offset >= ids.length) {
-      await store.deleteEnumeration(id);
+      await ended(id, rec);
       return { items, endOfSequence: true, page: true };
     }
     return { context: `${id}.${page + 1}.${offset}`, items, page: true };
@@ -427,11 +473,7 @@ export function enumerationHandlers(
       const start = args.start;
       // 2011: an Enumerate with a context goes on with it (the 2004/09 Pull).
       if (!start) return continueFrom(ctx, args, false);
-      if (start.endTo && version === '2011') {
-        throw new GatewayError('SSP_ENUMERATION_ENDTO_UNSUPPORTED', 'EndTo is not supported', {
-          subcode: subcode(version, 'EndToNotSupported'),
-        });
-      }
+      const endTo = start.endTo ? allowedEndTo(version, start.endTo) : undefined;
       const src = sourceOf(ctx);
       if (start.filter) checkFilter(version, start.filter, src.source);
       const now = Date.now();
@@ -446,6 +488,7 @@ export function enumerationHandlers(
         ...(start.filter
           ? { filter: { expression: start.filter.expression, namespaces: start.filter.namespaces } }
           : {}),
+        ...(endTo ? { endTo, soapVersion: ctx.soapVersion } : {}),
       };
       if (src.source === 'outputs') {
         await ownedSession(deps, ctx, src.sessionId);
@@ -454,6 +497,8 @@ export function enumerationHandlers(
         rec.sessions = await store.listSessions(ctx.consumer.id, cfg.maxSessions);
       }
       await store.putEnumeration(id, rec);
+      // Its expiry is scheduled like a termination, so that one proxy of the farm sends EnumerationEnd.
+      if (endTo) await store.scheduleTermination(enumerationKey(id), rec.expiresAt);
       const first = `${id}.0.-`;
       const wantsPage = args.optimize && (args.max ?? (version === '2004' ? 1 : 0)) > 0;
       if (!wantsPage) return { context: first, expires: granted.text, page: false };
@@ -476,7 +521,7 @@ export function enumerationHandlers(
       if (!(await store.renewEnumeration(id, granted.at))) {
         throw contextInvalid(args.version, 'the enumeration context ended while it was renewed');
       }
-      void rec;
+      if (rec.endTo) await store.scheduleTermination(enumerationKey(id), granted.at);
       return { expires: granted.text, context: args.context };
     },
 
@@ -489,7 +534,7 @@ export function enumerationHandlers(
       const { id, mark, rec } = await contextOf(ctx, args.version, args.context);
       // The page the consumer holds is acknowledged: it asked for no more.
       if (rec.source === 'outputs' && mark !== '-') await store.acknowledge(rec.sessionId!, mark);
-      await store.deleteEnumeration(id);
+      await ended(id, rec);
       return {};
     },
   };

@@ -290,6 +290,27 @@ describe('resources: sessions and connections as WS-Resources (WS-RP 1.2, WS-RL 
   });
 });
 
+describe('resources: an operator who keeps lifetimes to itself (lifetime.clientTerminationTimes: false)', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ phases: consumersFromHeader, clientTerminationTimes: false });
+  });
+  after(() => h?.close());
+
+  it('refuses SetTerminationTime with TerminationTimeChangeRejectedFault and changes nothing', async () => {
+    const { sessionId } = await h.openSession();
+    const r = await h.post(
+      setTermination('<wsrf-rl:RequestedLifetimeDuration>PT1H</wsrf-rl:RequestedLifetimeDuration>'),
+      {
+        path: `/soap/sessions/${sessionId}`,
+      },
+    );
+    expect(r.code).to.equal('SSP_TERMINATION_TIME_REJECTED');
+    expect(r.answer.body).to.contain('wsrf-rl:TerminationTimeChangeRejectedFault');
+    expect(await h.store.terminationSetByClient(resourceKey('session', sessionId))).to.equal(false);
+  });
+});
+
 /** Posts with a SOAP header block (the reference parameter a GT4- or CXF-style client echoes). */
 async function postWithHeader(h: Harness, path: string, header: string, body: string): Promise<CallResult> {
   const envelope =

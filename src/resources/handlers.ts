@@ -192,6 +192,16 @@ export function resourceHandlers(deps: OperationDeps): {
     }),
 
     SetTerminationTime: resourceOp(false, async (args, ctx) => {
+      if (deps.resources?.clientTerminationTimes === false) {
+        // Still only for the owner: a foreign resource is not told apart by this refusal.
+        const r = addressedResource(ctx);
+        if (r.kind === 'session') await ownedSession(deps, ctx, r.id);
+        else await ownedConnection(deps, ctx, r.id);
+        throw new GatewayError(
+          'SSP_TERMINATION_TIME_REJECTED',
+          'this proxy does not let clients set termination times: the idle lease of the application applies',
+        );
+      }
       const now = Date.now();
       const at =
         args.kind === 'infinite'

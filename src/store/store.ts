@@ -41,6 +41,9 @@ export interface EnumerationRecord {
   expiresAt: number;
   /** The service version it was started at, when an SLA control file is in effect. */
   serviceVersion?: string;
+  /** Where EnumerationEnd goes when the context expires (an allowed EndTo), and in which SOAP version. */
+  endTo?: { address: string; ns: string; parameters: string };
+  soapVersion?: '1.1' | '1.2';
 }
 
 /** An enumeration context as stored, with the number of the last page handed out. */

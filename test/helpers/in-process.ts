@@ -4,6 +4,7 @@
  * service in worker processes), and requests fed to the pipeline without a listener. No
  * Debian peer is needed, so `npm test` runs these in seconds.
  */
+import { DEFAULT_ENUMERATION, type EnumerationConfig } from '../../src/resources/enumeration';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { GridRouter } from '../../src/backend/grid-router';
@@ -122,8 +123,12 @@ export interface HarnessOptions {
   maxTasksPerBatch?: number;
   /** Idle leases (default: nothing lapses). */
   lifetime?: LifetimeConfig;
+  /** WS-Enumeration settings over the defaults. */
+  enumeration?: Partial<EnumerationConfig>;
   /** How far ahead SetTerminationTime may go (default 30 days). */
   maxTerminationMs?: number;
+  /** Whether clients may set termination times (default true). */
+  clientTerminationTimes?: boolean;
   /** Changes the declared phases before the pipeline is made (for example to add a probe hook). */
   phases?: (p: Phases) => Phases;
 }
@@ -174,7 +179,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       lifetimes,
       maxTasksPerBatch: opts.maxTasksPerBatch ?? 1000,
       reliability,
-      resources: { maxTerminationMs: opts.maxTerminationMs ?? 30 * 86_400_000 },
+      resources: {
+        maxTerminationMs: opts.maxTerminationMs ?? 30 * 86_400_000,
+        clientTerminationTimes: opts.clientTerminationTimes ?? true,
+      },
+      enumeration: { ...DEFAULT_ENUMERATION, ...opts.enumeration },
     }),
   );
   const write = opts.write ?? plainEnvelope;
