@@ -40,7 +40,7 @@ export function endpointReference(address: string, kind: ResourceKind, id: strin
 }
 
 /** The resource key a reference-parameter header carries (with or without wsa:IsReferenceParameter). */
-function headerKey(ctx: ResolvedCall, kind: ResourceKind): string | undefined {
+export function referenceParameter(ctx: ResolvedCall, kind: ResourceKind): string | undefined {
   if (!ctx.header) return undefined;
   const blocks = childElements(ctx.header).filter((c) => c.uri === SYM && c.local === PARAMETER[kind]);
   if (blocks.length > 1) {
@@ -59,8 +59,8 @@ function unknown(message: string): GatewayError {
  */
 export function addressedResource(ctx: ResolvedCall): { kind: ResourceKind; id: string } {
   const fromPath = ctx.resource;
-  const session = headerKey(ctx, 'session');
-  const connection = headerKey(ctx, 'connection');
+  const session = referenceParameter(ctx, 'session');
+  const connection = referenceParameter(ctx, 'connection');
   let kind: ResourceKind;
   let id: string | undefined;
   if (fromPath?.id !== undefined) {

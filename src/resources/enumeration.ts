@@ -20,7 +20,7 @@ import { leasedFetch, render } from '../operations/task-output';
 import { WSEN_2004, WSEN_2011, XPATH_10, XPATH_10_WSEN_2011 } from '../soap/ws-namespaces';
 import { escapeText } from '../soap/xml';
 import type { EnumerationRecord, EnumerationState } from '../store/store';
-import { addressedResource } from './address';
+import { addressedResource, referenceParameter } from './address';
 import { addDuration, parseDateTime } from './codecs';
 import type { EnumerationVersion, ExpiresAnswer, PageAnswer } from './enumeration-codecs';
 import { defaultEngine, sessionDocument } from './handlers';
@@ -442,15 +442,11 @@ export function enumerationHandlers(
   /** Where an Enumerate goes: a session's outputs (its address, or its reference parameter), or the consumer's sessions. */
   function sourceOf(ctx: ResolvedCall): { source: 'outputs'; sessionId: string } | { source: 'sessions' } {
     const r = ctx.resource;
-    const hasKey =
-      ctx.header?.children.some((c) => typeof c !== 'string' && c.local === 'SessionId') ?? false;
-    if (r?.kind === 'session' && r.id === undefined && !hasKey) return { source: 'sessions' };
-    let target;
-    try {
-      target = addressedResource(ctx);
-    } catch {
-      target = undefined;
-    }
+    const keyed = referenceParameter(ctx, 'session') !== undefined;
+    if (r?.kind === 'session' && r.id === undefined && !keyed) return { source: 'sessions' };
+    // A session's address, or its reference parameter at the service address; a mismatch between
+    // the two is addressedResource's fault, not guessed here.
+    const target = r?.kind === 'connection' || (!r && !keyed) ? undefined : addressedResource(ctx);
     if (!target || target.kind !== 'session') {
       throw new GatewayError(
         'SSP_INVALID_ARGUMENT',
