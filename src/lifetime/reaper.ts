@@ -115,11 +115,12 @@ export class Reaper {
         r.kind === 'session'
           ? await this.endSession(r.id, timing, cause === 'scheduled')
           : await this.endConnection(r.id, timing);
+      this.metrics?.terminations.inc({ kind: r.kind, cause, outcome });
       // Ended: nothing of it stays in the schedule (a detached session was scheduled again).
+      // Lifetimes.ended logs a store failure itself: the reaper finds no record next time.
       if (outcome !== 'detached') {
         await this.lifetimes.ended(r.kind, r.id, application, outcome === 'gone' ? 'gone' : cause);
       }
-      this.metrics?.terminations.inc({ kind: r.kind, cause, outcome });
       if (outcome !== 'gone') log.info(`${cause} resource ended`, { resource: r.kind, outcome });
       return outcome;
     } catch (e) {

@@ -59,7 +59,14 @@ describe('ha: an idle session is ended by another proxy after the one that opene
     }, 10_000);
     expect(reaped, 'the surviving proxy ended both on the grid').to.equal(true);
 
-    const metrics = await (await fetch(`${second.adminUrl!}/metrics`)).text();
+    // The count follows the grid call: wait for it, bounded.
+    let metrics = '';
+    await eventually(async () => {
+      metrics = await (await fetch(`${second.adminUrl!}/metrics`)).text();
+      return /ssp_resource_terminations_total\{kind="connection",cause="idle",outcome="destroyed"\} 1\b/.test(
+        metrics,
+      );
+    }, 5000);
     expect(metrics).to.match(
       /ssp_resource_terminations_total\{kind="session",cause="idle",outcome="destroyed"\} 1\b/,
     );
