@@ -3,27 +3,24 @@
  * serves, calls the WS-Enumeration ports (the 2004/09 submission and the W3C 2011 Recommendation):
  * over a session's task outputs at the session's EPR Address, and over the consumer's sessions at
  * …/sessions, over SOAP 1.1 and 1.2. It signs every request and verifies every response signature
- * as test/zeep/signed_flow.py does (whose helpers it reuses, with resources_flow.py's). Each `it` is
+ * as test/zeep/signed_flow.py does (whose helpers it reuses, through test/zeep/step_flow.py). Each `it` is
  * one run of test/zeep/enumeration_flow.py (one scenario, one SOAP version); the script's header
  * says how zeep expresses what the WSDL alone does not make obvious.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { hasPythonModule, requirePeer } from '../helpers/peers';
-import { makeTestPki, type TestPki } from '../helpers/pki';
 import {
-  proxyConfig,
-  spawnGrid,
-  startProxyProcess,
-  type GridProcess,
-  type ProxyProcess,
-} from '../helpers/processes';
+  addressingProblems,
+  expectStepRun,
+  sharedRuns,
+  signedArgs,
+  stepOf,
+  why,
+  withSigningProxy,
+  withZeepGrid,
+  type StepResult,
+  type ZeepRun,
+} from '../helpers/zeep';
 
-const SCRIPT = join(__dirname, '..', '..', '..', 'test', 'zeep', 'enumeration_flow.py');
-// Debian's python: the python3 on PATH cannot see python3-zeep / python3-xmlsec.
-const PYTHON = '/usr/bin/python3';
-const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 const SYM = 'http://soapproxy.symphony/v1';
 const WSEN_2004 = 'http://schemas.xmlsoap.org/ws/2004/09/enumeration';
 const WSEN_2011 = 'http://www.w3.org/2011/03/ws-enu';
@@ -33,13 +30,6 @@ const XPATH_10 = 'http://www.w3.org/TR/1999/REC-xpath-19991116';
 
 type Soap = '1.1' | '1.2';
 type Scenario = 'outputs-2004' | 'optimized' | 'outputs-2011' | 'sessions' | 'faults';
-
-interface Step {
-  step: string;
-  ok: boolean;
-  error?: string;
-  [detail: string]: unknown;
-}
 
 interface FaultSeen {
   want: string;
@@ -57,58 +47,11 @@ interface FaultSeen {
 }
 
 /** The JSON line enumeration_flow.py prints last (see the script for the meaning of each field). */
-interface FlowResult {
-  ok: boolean;
-  soap: string;
+interface FlowResult extends StepResult<FaultSeen> {
   scenario?: string;
-  error?: string;
-  xsd?: string[];
-  schemasNotFromProxy?: string[];
   contextEcho?: { works: boolean; error?: string };
-  steps?: Step[];
-  faults?: Record<string, FaultSeen>;
-  requests?: number;
-  verifiedResponses?: number;
-  signedFaults?: number;
-  unsignedFaults?: number;
-  responseSignatureMethods?: string[];
-  addressing?: { checked: number; wrong: { operation: string; fault: boolean; problems: string[] }[] };
 }
-
-interface ZeepRun {
-  exitCode: number | null;
-  stderr: string;
-  result: FlowResult;
-  ms: number;
-}
-
-/** Runs enumeration_flow.py, killed after 90 s, and resolves even on failure so assertions show why. */
-function runZeep(args: string[]): Promise<ZeepRun> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    execFile(
-      PYTHON,
-      [SCRIPT, ...args],
-      { encoding: 'utf8', timeout: 90000, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        const exitCode = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
-        const last = stdout.trim().split('\n').pop() ?? '';
-        let result: FlowResult;
-        try {
-          result = JSON.parse(last) as FlowResult;
-        } catch {
-          result = { ok: false, soap: '?', error: `no JSON on stdout (${error?.message ?? 'exit 0'})` };
-        }
-        resolve({ exitCode, stderr, result, ms: Date.now() - started });
-      },
-    );
-  });
-}
-
-/** The script's own message (stderr also carries any Python traceback), else the JSON's. */
-function why(run: ZeepRun): string {
-  return run.stderr.trim() || run.result.error || `exit ${String(run.exitCode)}`;
-}
+type FlowRun = ZeepRun<FlowResult>;
 
 const TASKS = ['connect', 'createSession', 'sendTaskInputBatch', 'tasks done'];
 // The steps of each scenario, in the order the script runs them; every run ends with its cleanup
@@ -212,98 +155,39 @@ function texts(scenario: Scenario, soap: Soap, n: number): string[] {
 
 describe('relay: zeep enumerates task outputs and sessions (WS-Enumeration 2004/09 and 2011), signed both ways', function () {
   this.timeout(180000);
-  let pki: TestPki;
-  let grid: GridProcess;
-  let proxy: ProxyProcess;
-  const runs = new Map<string, Promise<ZeepRun>>();
-
-  before(async function () {
-    requirePeer(this, 'python3-zeep', hasPythonModule('zeep'), 'apt-get install python3-zeep');
-    requirePeer(this, 'python3-xmlsec', hasPythonModule('xmlsec'), 'apt-get install python3-xmlsec');
-    pki = await makeTestPki();
-    grid = await spawnGrid(['--port', '0']);
-    proxy = await startProxyProcess(
-      proxyConfig([grid.address], '', {
-        security: {
-          mode: 'wss',
-          trust: { caFiles: [pki.ca.certFile], crlFiles: [pki.crlFile] },
-          responseSigning: { enabled: true, certFile: pki.proxyRsa.certFile, keyFile: pki.proxyRsa.keyFile },
-        },
-      }),
-    );
-  });
-
-  after(async () => {
-    // SIGINT closes at once; SIGTERM would first drain for server.drainDelayMs (5 s).
-    await proxy?.stop('SIGINT');
-    await grid?.stop();
-  });
+  const relay = withZeepGrid();
+  const proxy = withSigningProxy(relay, (pki) => pki.proxyRsa);
+  const runs = sharedRuns<FlowResult>('enumeration_flow.py');
 
   /**
    * One run per scenario and SOAP version, shared by the its that assert on it. The sessions
    * scenario signs as client-b (its sessions are the only ones it may see; the other scenarios are
    * client-a's) and also creates a session as client-a, which it must never see.
    */
-  function flow(soap: Soap, scenario: Scenario): Promise<ZeepRun> {
-    const key = `${soap} ${scenario}`;
-    let run = runs.get(key);
-    if (!run) {
-      const consumer = scenario === 'sessions' ? pki.otherClient : pki.client;
-      run = runZeep([
-        '--scenario',
-        scenario,
-        '--wsdl',
-        proxy.wsdlUrl,
-        '--client-cert',
-        consumer.certFile,
-        '--client-key',
-        consumer.keyFile,
-        '--proxy-cert',
-        pki.proxyRsa.certFile,
-        ...(scenario === 'sessions'
-          ? ['--foreign-client-cert', pki.client.certFile, '--foreign-client-key', pki.client.keyFile]
-          : []),
-        ...(soap === '1.2' ? ['--soap12'] : []),
-      ]);
-      runs.set(key, run);
-    }
-    return run;
-  }
-
-  function stepOf(r: FlowResult, name: string): Step {
-    const s = r.steps?.find((x) => x.step === name);
-    expect(s, `step '${name}' missing from the JSON`).to.not.equal(undefined);
-    return s!;
+  function flow(soap: Soap, scenario: Scenario): Promise<FlowRun> {
+    const { pki } = relay();
+    return runs(`${soap} ${scenario}`, () => [
+      '--scenario',
+      scenario,
+      ...signedArgs(proxy(), scenario === 'sessions' ? pki.otherClient : pki.client, pki.proxyRsa),
+      ...(scenario === 'sessions'
+        ? ['--foreign-client-cert', pki.client.certFile, '--foreign-client-key', pki.client.keyFile]
+        : []),
+      ...(soap === '1.2' ? ['--soap12'] : []),
+    ]);
   }
 
   /** What every run must show: its steps, every answer signed and verified, its faults' codes. */
-  function expectRun(run: ZeepRun, soap: Soap, scenario: Scenario): FlowResult {
+  function expectRun(run: FlowRun, soap: Soap, scenario: Scenario): FlowResult {
     const r = run.result;
-    const failed = (r.steps ?? []).filter((s) => !s.ok).map((s) => `${s.step}: ${s.error ?? '?'}`);
-    expect(failed, 'failed steps').to.deep.equal([]);
-    expect(r.ok, why(run)).to.equal(true);
-    expect(run.exitCode, why(run)).to.equal(0);
-    expect(r.soap).to.equal(soap);
-    expect(r.scenario).to.equal(scenario);
-    expect((r.steps ?? []).map((s) => s.step)).to.deep.equal(STEPS[scenario]);
-
-    // The client was generated from ?wsdl, every schema pulled through ?xsd=.
-    expect(r.schemasNotFromProxy).to.deep.equal([]);
-    expect(r.xsd).to.include.members([
-      'symphony.xsd',
-      'enumeration-2004-09.xsd',
-      'enumeration-2011.xsd',
-      'ws-addr.xsd',
-      'xml.xsd',
-    ]);
-
-    // Every answer, faults included, signed by the proxy and verified with its certificate.
     const faults = FAULTS[scenario];
-    expect(r.requests).to.be.greaterThan(0);
-    expect(r.verifiedResponses, 'verified response signatures').to.equal(r.requests);
-    expect(r.signedFaults).to.equal(Object.keys(faults).length);
-    expect(r.unsignedFaults).to.equal(0);
-    expect(r.responseSignatureMethods).to.deep.equal([RSA_SHA256]);
+    expectStepRun(run, {
+      soap,
+      steps: STEPS[scenario],
+      xsd: ['symphony.xsd', 'enumeration-2004-09.xsd', 'enumeration-2011.xsd', 'ws-addr.xsd', 'xml.xsd'],
+      faults: Object.keys(faults).length,
+    });
+    expect(r.scenario).to.equal(scenario);
 
     for (const [name, want] of Object.entries(faults)) {
       const f = r.faults?.[name];
@@ -328,7 +212,7 @@ describe('relay: zeep enumerates task outputs and sessions (WS-Enumeration 2004/
     const a = r.addressing;
     expect(a, why(run)).to.not.equal(undefined);
     expect(a!.checked, 'WS-Enumeration calls checked for WS-Addressing').to.be.greaterThan(0);
-    const wrong = a!.wrong.map((w) => `${w.operation}${w.fault ? ' (fault)' : ''}: ${w.problems.join('; ')}`);
+    const wrong = addressingProblems(a!);
     expect(wrong, `SOAP ${soap}: replies without the reply's WS-Addressing headers`).to.deep.equal([]);
     return r;
   }

@@ -21,7 +21,7 @@ Usage:
 The last stdout line is one JSON object: every step with its outcome, every expected fault with
 its code, and the signature and WS-Addressing counts the mocha test asserts on. Exits non-zero,
 with the reasons on stderr, when a step fails. Debian's python only (/usr/bin/python3): standard
-library + zeep 4.2.1 + xmlsec + lxml, and signed_flow.py / resources_flow.py next to this file.
+library + zeep 4.2.1 + xmlsec + lxml, and signed_flow.py / step_flow.py next to this file.
 
 How zeep sees WS-Enumeration (what the WSDL alone does not make obvious):
   * The EnumerationContext: the proxy writes its cursor as a sym:EnumerationCursor element inside
@@ -42,60 +42,51 @@ How zeep sees WS-Enumeration (what the WSDL alone does not make obvious):
     Envelope by client.set_ns_prefix("s", SYM).
   * Empty elements parse as None: zeep shows EndOfSequence as None whether it was sent or not.
     The script reads it (and the Items' element names, a 2004/09 Release's empty Body, fault
-    codes) from the verified response envelope (the ingress plugin of resources_flow.py, which
-    zeep calls after wsse.verify).
+    codes) from the verified response envelope (the ingress plugin of step_flow.py, which zeep
+    calls after wsse.verify).
   * A 2004/09 Release answers an empty Body; the WSDL's output message has no part, so zeep
     returns None. 2011's Release answers wsen:ReleaseResponse.
   * SOAP 1.1 fault codes: zeep's Fault.code is the faultcode text ("wsen:..."); its prefix is
     resolved on the verified envelope. SOAP 1.2: zeep resolves the subcodes (Fault.subcodes).
     zeep does not expose a fault's HTTP status: a Transport subclass records it ("httpStatus").
 """
-import argparse
 import datetime
-import json
 import os
 import re
 import sys
 import time
 
-import xmlsec
 from lxml import etree
-from zeep import Client, xsd
-from zeep.exceptions import Fault
+from zeep import xsd
 from zeep.helpers import serialize_object
 from zeep.transports import Transport
-from zeep.wsse.signature import BinarySignature
 
-# signed_flow.py and resources_flow.py sit next to this file; leave no __pycache__ in the tree.
+# signed_flow.py and step_flow.py sit next to this file; leave no __pycache__ in the source tree.
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resources_flow import Flow, Wire, qname_as_sent  # noqa: E402
-from signed_flow import (  # noqa: E402  (next to this file, not an installed module)
-    FlowFailure,
-    ProxySignatureVerifier,
-    SignedTimestampWsse,
-    utc_now,
+from signed_flow import FlowFailure, client_parser, utc_now  # noqa: E402  (next to this file)
+from step_flow import (  # noqa: E402
+    SYM,
+    UNKNOWN_DIALECT,
+    WSDL_NS,
+    XPATH_10,
+    Flow,
+    clark,
+    finish,
+    open_client,
+    qname_as_sent,
 )
 
-SYM = "http://soapproxy.symphony/v1"
-WSDL_NS = "http://soapproxy.symphony/wsdl/v1"
-WSA = "http://www.w3.org/2005/08/addressing"
 WSEN_2004 = "http://schemas.xmlsoap.org/ws/2004/09/enumeration"
 WSEN_2011 = "http://www.w3.org/2011/03/ws-enu"
 WSMAN = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
-XPATH_10 = "http://www.w3.org/TR/1999/REC-xpath-19991116"
-UNKNOWN_DIALECT = "urn:example:no-such-dialect"
 SCENARIOS = ("outputs-2004", "optimized", "outputs-2011", "sessions", "faults")
 
 # Task-done wait and paging bounds.
 DONE_WAIT = datetime.timedelta(seconds=30)
 MAX_PAGES = 40
-
-
-def clark(ns, local):
-    return "{%s}%s" % (ns, local)
 
 
 class StatusTransport(Transport):
@@ -115,7 +106,10 @@ def version_of(service):
 
 
 class EnumerationFlow(Flow):
-    """resources_flow.Flow (steps, calls) with the WS-Enumeration actions and fault codes."""
+    """step_flow.Flow (steps, calls) with the WS-Enumeration actions and fault codes: the SOAP 1.1
+    faultcode, or the first SOAP 1.2 subcode (the sender's fault, design doc §7.7)."""
+
+    fault_key = "code"
 
     def __init__(self, wire, soap12, transport):
         super().__init__(wire)
@@ -127,22 +121,10 @@ class EnumerationFlow(Flow):
         self.service_of_call = service
         return super().call(service, operation, *args, **kwargs)
 
-    def check_addressing(self, operation, fault):
-        """Design doc §7.4: the reply's wsa:Action ({ns}/{Op}Response, or the standard's
-        {ns}/fault) and wsa:RelatesTo = the request's MessageID."""
-        message_id = self.wire.request_header(WSA, "MessageID")
-        if message_id is None or self.wire.response is None:
-            return
+    def reply_action(self, operation, fault):
+        """{ns}/{Op}Response, or the standard's {ns}/fault (design doc §7.4)."""
         ns = version_of(self.service_of_call)
-        want = "%s/fault" % ns if fault else "%s/%sResponse" % (ns, operation)
-        got_action = self.wire.response_header(WSA, "Action")
-        got_relates = self.wire.response_header(WSA, "RelatesTo")
-        problems = []
-        if got_action != want:
-            problems.append("wsa:Action %r, want %r" % (got_action, want))
-        if got_relates != message_id:
-            problems.append("wsa:RelatesTo %r, want the request's MessageID" % got_relates)
-        self.addressing.append({"operation": operation, "fault": fault, "problems": problems})
+        return "%s/fault" % ns if fault else "%s/%sResponse" % (ns, operation)
 
     def fault_codes(self):
         """(SOAP code, the standard's code) of the verified fault envelope, as Clark QNames."""
@@ -165,10 +147,8 @@ class EnumerationFlow(Flow):
         sub = fault.find("{%s}Code/{%s}Subcode/{%s}Value" % (SOAP12, SOAP12, SOAP12))
         return resolve(value), resolve(sub)
 
-    def expect_fault(self, name, service, operation, want, *args, **kwargs):
-        """A call that must fail with the WS-Enumeration fault code `want` (a Clark QName): the
-        SOAP 1.1 faultcode, or the first SOAP 1.2 subcode (the sender's fault, design doc §7.7)."""
-        entry = {
+    def new_fault(self, want):
+        return {
             "want": want,
             "code": None,
             "soapCode": None,
@@ -180,31 +160,19 @@ class EnumerationFlow(Flow):
             "detail": [],
             "supportedDialects": [],
         }
-        self.faults[name] = entry
 
-        def run():
-            try:
-                self.call(service, operation, *args, **kwargs)
-            except Fault as f:
-                entry["raisedZeepFault"] = True
-                entry["zeepCode"] = f.code
-                entry["httpStatus"] = self.transport.status
-                entry["zeepSubcodes"] = [q.text for q in f.subcodes or []] if self.soap12 else None
-                entry["soapCode"], entry["code"] = self.fault_codes()
-                detail = list(f.detail) if f.detail is not None else []
-                entry["detail"] = [etree.QName(el).text for el in detail]
-                for el in detail:
-                    if etree.QName(el).localname == "ProxyFault":
-                        entry["errorCode"] = el.findtext(etree.QName(SYM, "code"))
-                    if etree.QName(el).localname == "SupportedDialect":
-                        entry["supportedDialects"].append((el.text or "").strip())
-            else:
-                raise FlowFailure("%s answered, want the fault %s" % (operation, want))
-            if entry["code"] != want:
-                raise FlowFailure("fault code %s, want %s" % (entry["code"], want))
-            return None, {"code": entry["code"]}
-
-        return self.step(name, run)
+    def read_fault(self, fault, entry):
+        entry["zeepCode"] = fault.code
+        entry["httpStatus"] = self.transport.status
+        entry["zeepSubcodes"] = [q.text for q in fault.subcodes or []] if self.soap12 else None
+        entry["soapCode"], entry["code"] = self.fault_codes()
+        detail = list(fault.detail) if fault.detail is not None else []
+        entry["detail"] = [etree.QName(el).text for el in detail]
+        for el in detail:
+            if etree.QName(el).localname == "ProxyFault":
+                entry["errorCode"] = el.findtext(etree.QName(SYM, "code"))
+            if etree.QName(el).localname == "SupportedDialect":
+                entry["supportedDialects"].append((el.text or "").strip())
 
 
 class Run:
@@ -815,56 +783,25 @@ def faults(run, result):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = client_parser(__doc__)
     p.add_argument("--scenario", required=True, choices=SCENARIOS)
-    p.add_argument("--wsdl", required=True)
-    p.add_argument("--client-cert", required=True)
-    p.add_argument("--client-key", required=True)
-    p.add_argument("--proxy-cert", required=True)
     p.add_argument("--foreign-client-cert", help="another consumer (scenario sessions)")
     p.add_argument("--foreign-client-key")
-    p.add_argument("--soap12", action="store_true")
     args = p.parse_args()
     if args.scenario == "sessions" and not (args.foreign_client_cert and args.foreign_client_key):
         p.error("--scenario sessions needs --foreign-client-cert and --foreign-client-key")
 
     result = {"ok": False, "soap": "1.2" if args.soap12 else "1.1", "scenario": args.scenario}
-    try:
-
-        def signer(cert, key):
-            return BinarySignature(
-                key,
-                cert,
-                signature_method=xmlsec.constants.TransformRsaSha256,
-                digest_method=xmlsec.constants.TransformSha256,
-            )
-
-        signers = {"main": signer(args.client_cert, args.client_key)}
-        if args.foreign_client_cert:
-            signers["foreign"] = signer(args.foreign_client_cert, args.foreign_client_key)
-        verifier = ProxySignatureVerifier(args.proxy_cert, allow_unsigned_faults=False)
-        wire = Wire()
-        transport = StatusTransport()
-        client = Client(
-            args.wsdl,
-            wsse=SignedTimestampWsse(signers["main"], verifier),
-            plugins=[wire],
-            transport=transport,
-        )
-    except Exception as e:
-        message = "setup failed: %s: %s" % (type(e).__name__, e)
-        print("enumeration_flow.py: " + message, file=sys.stderr)
-        result["error"] = message
-        print(json.dumps(result))
+    consumers = {}
+    if args.foreign_client_cert:
+        consumers["foreign"] = (args.foreign_client_cert, args.foreign_client_key)
+    transport = StatusTransport()
+    signed = open_client(args, result, consumers=consumers, transport=transport)
+    if signed is None:
         return 1
 
-    # Every schema came through the proxy's ?xsd= (symphony.xsd and the WS-* ones it imports).
-    locations = {d._location for d in client.wsdl.types.documents if d._location} - {args.wsdl}
-    result["xsd"] = sorted(u.split("?xsd=", 1)[1] for u in locations if "?xsd=" in u)
-    result["schemasNotFromProxy"] = sorted(u for u in locations if "?xsd=" not in u)
-
-    flow = EnumerationFlow(wire, args.soap12, transport)
-    run = Run(args, client, wire, flow, signers)
+    flow = EnumerationFlow(signed.wire, args.soap12, transport)
+    run = Run(args, signed.client, signed.wire, flow, signed.signers)
     scenario = {
         "outputs-2004": outputs_2004,
         "optimized": optimized,
@@ -877,29 +814,7 @@ def main():
     except Exception as e:  # a bug of this script: still a JSON line
         flow.steps.append({"step": "scenario", "ok": False, "error": "%s: %s" % (type(e).__name__, e)})
     run.cleanup()
-    return finish(result, flow, verifier, wire)
-
-
-def finish(result, flow, verifier, wire):
-    failed = [s for s in flow.steps if not s["ok"]]
-    result.update(
-        ok=not failed,
-        steps=flow.steps,
-        faults=flow.faults,
-        requests=wire.requests,
-        verifiedResponses=verifier.verified,
-        signedFaults=verifier.signed_faults,
-        unsignedFaults=verifier.unsigned_faults,
-        responseSignatureMethods=sorted(verifier.signature_methods),
-        addressing={
-            "checked": len(flow.addressing),
-            "wrong": [a for a in flow.addressing if a["problems"]],
-        },
-    )
-    for s in failed:
-        print("enumeration_flow.py: %s failed: %s" % (s["step"], s.get("error")), file=sys.stderr)
-    print(json.dumps(result, default=str))
-    return 0 if result["ok"] else 1
+    return finish(result, flow, signed)
 
 
 if __name__ == "__main__":

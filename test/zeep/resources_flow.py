@@ -13,7 +13,7 @@ The last stdout line is one JSON object: every step with its outcome, every expe
 its detail element's QName and whether zeep raised zeep.exceptions.Fault, and the signature and
 WS-Addressing counts the mocha test asserts on. Exits non-zero, with the reasons on stderr, when
 a step fails. Debian's python only (/usr/bin/python3): standard library + zeep 4.2.1 + xmlsec +
-lxml, and signed_flow.py next to this file.
+lxml, and signed_flow.py / step_flow.py next to this file.
 
 How zeep expresses what the WSDL alone does not make obvious:
   * A QName as element content (GetResourceProperty, ResourceProperty): pass an lxml
@@ -31,39 +31,34 @@ How zeep expresses what the WSDL alone does not make obvious:
     script reads the text from the verified response envelope (an ingress plugin, which zeep
     calls after wsse.verify), never from raw_response, which would skip the verification.
 """
-import argparse
 import datetime
-import json
 import os
 import sys
 
-import xmlsec
 from lxml import etree
-from zeep import Client, Plugin, xsd
-from zeep.exceptions import Fault, SignatureVerificationFailed
-from zeep.wsse.signature import BinarySignature
+from zeep import xsd
 
-# signed_flow.py sits next to this file; leave no __pycache__ in the source tree.
+# signed_flow.py and step_flow.py sit next to this file; leave no __pycache__ in the source tree.
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from signed_flow import (  # noqa: E402  (next to this file, not an installed module)
-    SKEW,
-    FlowFailure,
-    ProxySignatureVerifier,
-    SignedTimestampWsse,
-    utc_now,
+from signed_flow import SKEW, FlowFailure, client_parser, utc_now  # noqa: E402  (next to this file)
+from step_flow import (  # noqa: E402
+    SYM,
+    UNKNOWN_DIALECT,
+    WSDL_NS,
+    XPATH_10,
+    Flow,
+    clark,
+    finish,
+    open_client,
+    qname_as_sent,
 )
 
-SYM = "http://soapproxy.symphony/v1"
-WSDL_NS = "http://soapproxy.symphony/wsdl/v1"
-WSA = "http://www.w3.org/2005/08/addressing"
 WSRF_R = "http://docs.oasis-open.org/wsrf/r-2"
 WSRF_RP = "http://docs.oasis-open.org/wsrf/rp-2"
 WSRF_RL = "http://docs.oasis-open.org/wsrf/rl-2"
 WSRF_BF = "http://docs.oasis-open.org/wsrf/bf-2"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-XPATH_10 = "http://www.w3.org/TR/1999/REC-xpath-19991116"
-UNKNOWN_DIALECT = "urn:example:no-such-dialect"
 
 RPW = "http://docs.oasis-open.org/wsrf/rpw-2/"
 RLW = "http://docs.oasis-open.org/wsrf/rlw-2/"
@@ -82,147 +77,27 @@ FAULT_ACTION = "http://docs.oasis-open.org/wsrf/fault"
 LIFETIME = datetime.timedelta(hours=1)
 
 
-def clark(ns, local):
-    return "{%s}%s" % (ns, local)
-
-
 def iso(t):
     return None if t is None else t.isoformat()
 
 
-class Wire(Plugin):
-    """Sees each request after zeep's WS-Addressing headers and before signing, and each response
-    after zeep verified its signature: what the flow checks beyond zeep's object model."""
+class ResourceFlow(Flow):
+    """step_flow.Flow with the WS-RP and WS-RL reply actions, and WSRF faults known by their detail."""
 
-    def __init__(self):
-        self.request = None
-        self.response = None
-        self.requests = 0
+    fault_key = "detail"
 
-    def egress(self, envelope, http_headers, operation, binding_options):
-        self.request = envelope
-        self.response = None
-        self.requests += 1
-        return envelope, http_headers
+    def reply_action(self, operation, fault):
+        return FAULT_ACTION if fault else OUTPUT_ACTIONS[operation]
 
-    def ingress(self, envelope, http_headers, operation):
-        self.response = envelope
-        return envelope, http_headers
+    def new_fault(self, want):
+        return {"want": want, "detail": None, "raisedZeepFault": False, "code": None, "errorCode": None}
 
-    @staticmethod
-    def _part(envelope, local):
-        return envelope.find(etree.QName(etree.QName(envelope).namespace, local))
-
-    def request_payload(self):
-        body = self._part(self.request, "Body")
-        return body[0] if body is not None and len(body) else None
-
-    def request_header(self, ns, local):
-        header = self._part(self.request, "Header")
-        return None if header is None else header.findtext(etree.QName(ns, local))
-
-    def response_payload(self):
-        if self.response is None:
-            raise FlowFailure("no verified response envelope was seen")
-        body = self._part(self.response, "Body")
-        return body[0] if body is not None and len(body) else None
-
-    def response_header(self, ns, local):
-        header = self._part(self.response, "Header")
-        return None if header is None else header.findtext(etree.QName(ns, local))
-
-
-class Flow:
-    def __init__(self, wire):
-        self.wire = wire
-        self.steps = []
-        self.faults = {}
-        self.addressing = []
-
-    def step(self, name, run):
-        """Runs one step; records it, passed or not, and returns its value (None if it failed)."""
-        record = {"step": name, "ok": False}
-        self.steps.append(record)
-        try:
-            value, details = run()
-        except (FlowFailure, SignatureVerificationFailed, Fault) as e:
-            record["error"] = "%s: %s%s" % (type(e).__name__, getattr(e, "message", None) or e, fault_note(e))
-            return None
-        except Exception as e:  # transport, WSDL, xmlsec: a failure of this step too
-            record["error"] = "%s: %s" % (type(e).__name__, e)
-            return None
-        record.update(details or {})
-        record["ok"] = True
-        return value
-
-    def check_addressing(self, operation, fault):
-        """Design doc §7.4: a response to a request with WS-Addressing carries wsa:RelatesTo (the
-        request's MessageID) and its own wsa:Action. Recorded, not a step: the test asserts on it."""
-        message_id = self.wire.request_header(WSA, "MessageID")
-        if message_id is None or self.wire.response is None:
-            return
-        want = FAULT_ACTION if fault else OUTPUT_ACTIONS[operation]
-        got_action = self.wire.response_header(WSA, "Action")
-        got_relates = self.wire.response_header(WSA, "RelatesTo")
-        problems = []
-        if got_action != want:
-            problems.append("wsa:Action %r, want %r" % (got_action, want))
-        if got_relates != message_id:
-            problems.append("wsa:RelatesTo %r, want the request's MessageID" % got_relates)
-        self.addressing.append({"operation": operation, "fault": fault, "problems": problems})
-
-    def call(self, service, operation, *args, **kwargs):
-        try:
-            value = getattr(service, operation)(*args, **kwargs)
-        except Fault:
-            self.check_addressing(operation, True)
-            raise
-        self.check_addressing(operation, False)
-        return value
-
-    def expect_fault(self, name, service, operation, want, *args, **kwargs):
-        """A call that must fail with the WSRF fault whose detail element is `want` (a Clark QName)."""
-        entry = {"want": want, "detail": None, "raisedZeepFault": False, "code": None, "errorCode": None}
-        self.faults[name] = entry
-
-        def run():
-            try:
-                self.call(service, operation, *args, **kwargs)
-            except Fault as f:
-                entry["raisedZeepFault"] = True
-                entry["code"] = f.code
-                if f.detail is not None and len(f.detail):
-                    el = f.detail[0]
-                    entry["detail"] = etree.QName(el).text
-                    entry["errorCode"] = el.findtext(etree.QName(WSRF_BF, "ErrorCode"))
-            else:
-                raise FlowFailure("%s answered, want a fault with detail %s" % (operation, want))
-            if entry["detail"] != want:
-                raise FlowFailure("fault detail %s, want %s" % (entry["detail"], want))
-            return None, {"detail": entry["detail"]}
-
-        return self.step(name, run)
-
-
-def fault_note(e):
-    if isinstance(e, Fault) and e.detail is not None and len(e.detail):
-        return " [detail %s]" % etree.QName(e.detail[0]).text
-    return ""
-
-
-def qname_as_sent(el):
-    """The QName text an element carried, and the element that declares its prefix."""
-    text = (el.text or "").strip()
-    prefix = text.split(":", 1)[0] if ":" in text else None
-    declared_on = None
-    node = el
-    while node is not None and prefix is not None:
-        parent = node.getparent()
-        if prefix in node.nsmap and (parent is None or parent.nsmap.get(prefix) != node.nsmap[prefix]):
-            declared_on = etree.QName(node).localname
-            break
-        node = parent
-    return {"text": text, "prefixDeclaredOn": declared_on}
+    def read_fault(self, fault, entry):
+        entry["code"] = fault.code
+        if fault.detail is not None and len(fault.detail):
+            el = fault.detail[0]
+            entry["detail"] = etree.QName(el).text
+            entry["errorCode"] = el.findtext(etree.QName(WSRF_BF, "ErrorCode"))
 
 
 def element_names(el):
@@ -246,38 +121,14 @@ def near(t, expected, what):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--wsdl", required=True)
-    p.add_argument("--client-cert", required=True)
-    p.add_argument("--client-key", required=True)
-    p.add_argument("--proxy-cert", required=True)
-    p.add_argument("--soap12", action="store_true")
-    args = p.parse_args()
+    args = client_parser(__doc__).parse_args()
 
     result = {"ok": False, "soap": "1.2" if args.soap12 else "1.1"}
-    try:
-        signer = BinarySignature(
-            args.client_key,
-            args.client_cert,
-            signature_method=xmlsec.constants.TransformRsaSha256,
-            digest_method=xmlsec.constants.TransformSha256,
-        )
-        verifier = ProxySignatureVerifier(args.proxy_cert, allow_unsigned_faults=False)
-        wire = Wire()
-        client = Client(args.wsdl, wsse=SignedTimestampWsse(signer, verifier), plugins=[wire])
-    except Exception as e:
-        message = "setup failed: %s: %s" % (type(e).__name__, e)
-        print("resources_flow.py: " + message, file=sys.stderr)
-        result["error"] = message
-        print(json.dumps(result))
+    signed = open_client(args, result)
+    if signed is None:
         return 1
-
-    # Every schema came through the proxy's ?xsd= (symphony.xsd and the WS-* ones it imports).
-    locations = {d._location for d in client.wsdl.types.documents if d._location} - {args.wsdl}
-    result["xsd"] = sorted(u.split("?xsd=", 1)[1] for u in locations if "?xsd=" in u)
-    result["schemasNotFromProxy"] = sorted(u for u in locations if "?xsd=" not in u)
-
-    flow = Flow(wire)
+    client, wire = signed.client, signed.wire
+    flow = ResourceFlow(wire)
     suffix = "Soap12" if args.soap12 else ""
     binding = "Soap12" if args.soap12 else "Soap11"
     conn = client.bind("SymphonyService", "ConnectionPort" + suffix)
@@ -305,7 +156,7 @@ def main():
         return r, {"address": address}
 
     if flow.step("connect", connect) is None or flow.step("createSession", create_session) is None:
-        return finish(result, flow, verifier, wire)
+        return finish(result, flow, signed)
 
     # The resource ports, bound at the EPR Addresses (the WSDL's own addresses are templates).
     rs = client.create_service("{%s}SessionResourceBinding%s" % (WSDL_NS, binding), ids["sessionAddress"])
@@ -479,29 +330,7 @@ def main():
         clark(WSRF_R, "ResourceUnknownFault"),
         etree.QName(SYM, "ConnectionId"),
     )
-    return finish(result, flow, verifier, wire)
-
-
-def finish(result, flow, verifier, wire):
-    failed = [s for s in flow.steps if not s["ok"]]
-    result.update(
-        ok=not failed,
-        steps=flow.steps,
-        faults=flow.faults,
-        requests=wire.requests,
-        verifiedResponses=verifier.verified,
-        signedFaults=verifier.signed_faults,
-        unsignedFaults=verifier.unsigned_faults,
-        responseSignatureMethods=sorted(verifier.signature_methods),
-        addressing={
-            "checked": len(flow.addressing),
-            "wrong": [a for a in flow.addressing if a["problems"]],
-        },
-    )
-    for s in failed:
-        print("resources_flow.py: %s failed: %s" % (s["step"], s.get("error")), file=sys.stderr)
-    print(json.dumps(result))
-    return 0 if result["ok"] else 1
+    return finish(result, flow, signed)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,28 @@ def tamper_body(envelope):
     texts[-1].text += "-tampered"
 
 
+def rsa_sha256_signer(cert_file, key_file):
+    """zeep's BinarySignature with RSA-SHA256 and SHA-256 digests (its defaults are SHA-1)."""
+    return BinarySignature(
+        key_file,
+        cert_file,
+        signature_method=xmlsec.constants.TransformRsaSha256,
+        digest_method=xmlsec.constants.TransformSha256,
+    )
+
+
+def client_parser(doc, proxy_cert_required=True):
+    """The command line of every signed script here: the WSDL, the client's key pair, the proxy's
+    certificate (to verify responses with) and the SOAP version."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--wsdl", required=True)
+    p.add_argument("--client-cert", required=True)
+    p.add_argument("--client-key", required=True)
+    p.add_argument("--proxy-cert", required=proxy_cert_required)
+    p.add_argument("--soap12", action="store_true")
+    return p
+
+
 def fault_info(f):
     """(detail element local name, sym:code text) of a zeep Fault."""
     if f.detail is None or not len(f.detail):
@@ -229,12 +251,7 @@ def fault_info(f):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--wsdl", required=True)
-    p.add_argument("--client-cert", required=True)
-    p.add_argument("--client-key", required=True)
-    p.add_argument("--proxy-cert")
-    p.add_argument("--soap12", action="store_true")
+    p = client_parser(__doc__, proxy_cert_required=False)
     p.add_argument("--legacy-sha1", action="store_true", help="sign with zeep's default RSA-SHA1")
     p.add_argument(
         "--allow-unsigned-faults",
@@ -253,12 +270,7 @@ def main():
             # zeep's defaults: RSA-SHA1 signature, SHA-1 digests.
             signer = BinarySignature(args.client_key, args.client_cert)
         else:
-            signer = BinarySignature(
-                args.client_key,
-                args.client_cert,
-                signature_method=xmlsec.constants.TransformRsaSha256,
-                digest_method=xmlsec.constants.TransformSha256,
-            )
+            signer = rsa_sha256_signer(args.client_cert, args.client_key)
         verifier = (
             ProxySignatureVerifier(args.proxy_cert, args.allow_unsigned_faults) if args.proxy_cert else None
         )
