@@ -8,56 +8,29 @@
  * wsimport and javac run once (before()); each case is one short JVM run.
  */
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { DEFAULT_DEV_CERTS_DIR } from '../../src/commands/certs';
-import { DEV_PKI_FILES } from '../../src/commands/dev-pki';
-import { stopChild } from '../../src/server/embedded-grid';
-import { childElements, parseXml, type XmlElement } from '../../src/soap/xml';
-import { hasCommand, requirePeer } from '../helpers/peers';
-import { runBounded } from '../helpers/signature-peers';
+import { dirname, join } from 'node:path';
+import {
+  buildClient,
+  devCert,
+  expectEveryResponseVerified,
+  expectPolicyRead,
+  requireJaxws,
+  RSA_SHA256,
+  runClient as runJavaClient,
+  startDevProxy,
+  SUITES,
+  wsdlSuite,
+  type ClientRun,
+  type DevProxy,
+  type PolicySummary,
+} from '../helpers/wsimport';
 
-const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
-const CLIENT_SOURCES = join(__dirname, '..', '..', '..', 'test', 'java', 'wsimport-client');
-/** Its manifest Class-Path brings JAXB, SAAJ, StAX and the rest of the JAX-WS RI runtime. */
-const JAXWS_RT = '/usr/share/java/jaxws-rt.jar';
-const JAXWS_INSTALL =
-  'apt-get install -y jaxws openjdk-17-jdk-headless (or: bash scripts/install-test-peers.sh)';
-// C1-only JIT and the serial GC roughly halve start-up for these short-lived runs.
-const JAVA_FLAGS = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC'];
-
-const SP = 'http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702';
-const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 const ECDSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256';
-const SHA256 = 'http://www.w3.org/2001/04/xmlenc#sha256';
-const EXC_C14N = 'http://www.w3.org/2001/10/xml-exc-c14n#';
-
-/** WS-SecurityPolicy 1.2 §6.1: the asymmetric signature and digest of the suites the WSDL may name. */
-const SUITES: Record<string, { signature: string; digest: string }> = {
-  Basic256Sha256: { signature: RSA_SHA256, digest: SHA256 },
-  Basic256: {
-    signature: 'http://www.w3.org/2000/09/xmldsig#rsa-sha1',
-    digest: 'http://www.w3.org/2000/09/xmldsig#sha1',
-  },
-};
 
 /** The JSON line SymphonyWsimportClient prints last. */
-interface ClientSummary {
-  ok: boolean;
-  step?: string;
-  error?: string;
+interface ClientSummary extends PolicySummary {
   rejection?: {
     code: string;
     message: string;
@@ -65,150 +38,12 @@ interface ClientSummary {
     digestMethods: string[];
     signatureOtherwiseValid: boolean | null;
   };
-  policySuite?: string;
-  policySignatureMethod?: string;
-  policyDigestMethod?: string;
-  policyC14nMethod?: string;
-  requestsSigned?: number;
-  responsesVerified?: number;
-  responseSignatureMethods?: string[];
-  responseDigestMethods?: string[];
-  responseC14nMethods?: string[];
   submitted?: number;
   received?: number;
   fetches?: number;
   mismatches?: string[];
   acknowledged?: boolean;
   state?: string;
-}
-
-interface ClientRun {
-  exitCode: number | null;
-  stderr: string;
-  summary: ClientSummary;
-}
-
-interface DevProxy {
-  url: string;
-  banner: string;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-const certsDir = DEFAULT_DEV_CERTS_DIR;
-const devCert = (name: keyof typeof DEV_PKI_FILES): string => join(certsDir, DEV_PKI_FILES[name]);
-
-/**
- * `serve --dev`, exactly as `npm start` runs it, on loopback ports chosen by the OS; `env` may
- * override configuration keys. Resolves once the banner has been printed.
- */
-async function startDevProxy(dir: string, env: NodeJS.ProcessEnv = {}): Promise<DevProxy> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--dev'], {
-    env: {
-      ...process.env,
-      SSP_SERVER__PORT: '0',
-      SSP_ADMIN__PORT: '0',
-      SSP_AUDIT__FILE: join(dir, 'audit.jsonl'),
-      SSP_LOG__LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    if (stderr.length < 256 * 1024) stderr += chunk;
-  });
-  const stop = async (): Promise<void> => {
-    // SIGINT is the developer's Ctrl-C: close at once (the proxy stops its embedded grid too).
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await stopChild(child, 'SIGINT');
-    clearTimeout(killer);
-  };
-  let banner = '';
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('serve --dev did not start within 45 s')), 45_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`serve --dev exited with ${code}: ${stderr}`));
-      });
-      let at = '';
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        banner += `${line}\n`;
-        const m = /listening on (\S+)/.exec(line);
-        if (m) at = m[1]!;
-        if (line.includes('WS-Security:') && at) {
-          clearTimeout(timer);
-          resolve(at);
-        }
-      });
-    });
-    return { url, banner, stderr: () => stderr, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-}
-
-/**
- * The WSDL the proxy serves and every schema it imports, saved into `dir` with the imports pointed at
- * the local copies, so that wsimport and the client read exactly what was served. Returns the WSDL path.
- */
-async function saveServedContract(wsdlUrl: string, dir: string): Promise<string> {
-  const get = async (url: string): Promise<string> => {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
-    return res.text();
-  };
-  const saved = new Map<string, string>(); // absolute URL → local file name
-  const localize = async (text: string, base: string): Promise<string> => {
-    const locations = [...text.matchAll(/schemaLocation="([^"]+)"/g)].map((m) => m[1]!);
-    for (const loc of new Set(locations)) {
-      const abs = new URL(loc.replace(/&amp;/g, '&'), base).toString();
-      let name = saved.get(abs);
-      if (!name) {
-        const u = new URL(abs);
-        const wanted = (u.searchParams.get('xsd') ?? u.pathname.split('/').pop() ?? 'schema.xsd').replace(
-          /[^A-Za-z0-9._-]/g,
-          '_',
-        );
-        name = `${saved.size}-${wanted}`;
-        saved.set(abs, name);
-        writeFileSync(join(dir, name), await localize(await get(abs), abs));
-      }
-      text = text.split(`schemaLocation="${loc}"`).join(`schemaLocation="${name}"`);
-    }
-    return text;
-  };
-  const file = join(dir, 'symphony.wsdl');
-  writeFileSync(file, await localize(await get(wsdlUrl), wsdlUrl));
-  return file;
-}
-
-/** The algorithm suites the WSDL's policies name (sp:AlgorithmSuite > wsp:Policy > sp:<suite>). */
-function suitesIn(wsdlText: string): string[] {
-  const found = new Set<string>();
-  const walk = (e: XmlElement): void => {
-    for (const c of childElements(e)) {
-      if (c.uri === SP && c.local === 'AlgorithmSuite') {
-        for (const p of childElements(c)) for (const s of childElements(p)) found.add(s.local);
-      }
-      walk(c);
-    }
-  };
-  walk(parseXml(wsdlText, undefined, { allowComments: true }));
-  return [...found];
-}
-
-function javaFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...javaFiles(p));
-    else if (name.endsWith('.java')) out.push(p);
-  }
-  return out;
 }
 
 describe('npm start defaults: a wsimport-generated Java client holds responses to the WSDL policy', function () {
@@ -223,9 +58,7 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
 
   before(async function () {
     this.timeout(240_000);
-    requirePeer(this, 'wsimport (jaxws)', hasCommand('wsimport', ['-version']), JAXWS_INSTALL);
-    requirePeer(this, 'JAX-WS RI runtime (jaxws)', existsSync(JAXWS_RT), JAXWS_INSTALL);
-    requirePeer(this, 'javac (a JDK)', hasCommand('javac', ['-version']), JAXWS_INSTALL);
+    requireJaxws(this);
 
     dir = mkdtempSync(join(tmpdir(), 'ssp-wsimport-'));
     // The first `serve --dev` creates certs/dev when it is missing; the second one only reads it.
@@ -236,39 +69,12 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
     });
     ecStarting.catch(() => undefined); // awaited below; a failure surfaces there
 
-    const contract = join(dir, 'contract');
-    const gen = join(dir, 'gen');
-    classes = join(dir, 'classes');
-    for (const d of [contract, gen, classes]) mkdirSync(d);
-    wsdlFile = await saveServedContract(`${rsaProxy.url}?wsdl`, contract);
-
-    const wsimport = await runBounded(
-      'wsimport',
-      ['-keep', '-Xnocompile', '-d', gen, '-s', gen, wsdlFile],
-      90_000,
-    );
-    expect(wsimport.code, `wsimport failed:\n${wsimport.stdout}${wsimport.stderr}`).to.equal(0);
-    const generated = javaFiles(gen);
-    expect(
-      generated.some((f) => f.endsWith('SymphonyService.java')),
-      'wsimport generated the service',
-    ).to.equal(true);
-    const javac = await runBounded(
-      'javac',
-      [
-        '-nowarn',
-        '-encoding',
-        'UTF-8',
-        '-cp',
-        JAXWS_RT,
-        '-d',
-        classes,
-        ...generated,
-        ...javaFiles(CLIENT_SOURCES),
-      ],
-      120_000,
-    );
-    expect(javac.code, `javac failed:\n${javac.stdout}${javac.stderr}`).to.equal(0);
+    // Every client in the directory, against wsimport output without the SOAP 1.2 ports.
+    ({ wsdlFile, classes } = await buildClient(rsaProxy.url, dir, {
+      extension: false,
+      generated: ['SymphonyService.java'],
+      clientFiles: 'all',
+    }));
     ecProxy = await ecStarting;
   });
 
@@ -279,44 +85,17 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
   });
 
   /** One client run, killed after 60 s; resolves even on failure so that assertions show why. */
-  async function runClient(wsdl: string, endpoint: string, responseCert: string): Promise<ClientRun> {
-    const r = await runBounded(
-      'java',
-      [
-        ...JAVA_FLAGS,
-        '-cp',
-        `${classes}:${JAXWS_RT}`,
-        'SymphonyWsimportClient',
-        '--wsdl',
-        wsdl,
-        '--endpoint',
-        endpoint,
-        '--client-cert',
-        devCert('client'),
-        '--client-key',
-        devCert('clientKey'),
-        '--response-cert',
-        responseCert,
-      ],
-      60_000,
-    );
-    const last = r.stdout.trim().split('\n').pop() ?? '';
-    let summary: ClientSummary;
-    try {
-      summary = JSON.parse(last) as ClientSummary;
-    } catch {
-      summary = { ok: false, error: `no JSON on stdout${r.timedOut ? ' (timed out)' : ''}: ${r.stdout}` };
-    }
-    return { exitCode: r.code, stderr: r.stderr, summary };
-  }
+  const runClient = (
+    wsdl: string,
+    endpoint: string,
+    responseCert: string,
+  ): Promise<ClientRun<ClientSummary>> =>
+    runJavaClient<ClientSummary>(classes, 'SymphonyWsimportClient', { wsdl, endpoint, responseCert }, 60_000);
 
-  const why = (run: ClientRun): string => `${run.summary.error ?? ''}\n${run.stderr}`.trim();
+  const why = (run: ClientRun<ClientSummary>): string => `${run.summary.error ?? ''}\n${run.stderr}`.trim();
 
   it('runs the whole signed flow; every response verifies with the algorithm the WSDL policy names', async () => {
-    const suites = suitesIn(readFileSync(wsdlFile, 'utf8'));
-    expect(suites, 'one algorithm suite for every binding').to.have.length(1);
-    const suite = SUITES[suites[0]!];
-    expect(suite, `a known suite: ${suites.join()}`).to.not.equal(undefined);
+    const suite = wsdlSuite(wsdlFile);
     expect(rsaProxy!.banner).to.contain('responses signed (rsa-sha256)');
 
     const run = await runClient(wsdlFile, rsaProxy!.url, devCert('proxySigningRsa'));
@@ -324,16 +103,9 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
     expect(s.ok, why(run)).to.equal(true);
     expect(run.exitCode, why(run)).to.equal(0);
     // The client read the same suite from the WSDL as this test did.
-    expect(s.policySuite).to.equal(suites[0]);
-    expect(s.policySignatureMethod).to.equal(suite!.signature);
-    expect(s.policyDigestMethod).to.equal(suite!.digest);
-    expect(s.policyC14nMethod).to.equal(EXC_C14N);
+    expectPolicyRead(s, suite);
     // connect, createSession, sendTaskInput, batch, >= 1 fetch, acknowledge, status, closeSession, closeConnection.
-    expect(s.requestsSigned).to.be.at.least(9);
-    expect(s.responsesVerified, 'every response verified').to.equal(s.requestsSigned);
-    expect(s.responseSignatureMethods).to.deep.equal([suite!.signature]);
-    expect(s.responseDigestMethods).to.deep.equal([suite!.digest]);
-    expect(s.responseC14nMethods).to.deep.equal([EXC_C14N]);
+    expectEveryResponseVerified(s, suite, 9);
     expect(s.submitted).to.equal(4);
     expect(s.received, 'all task outputs arrived').to.equal(4);
     expect(s.mismatches).to.deep.equal([]);
@@ -369,7 +141,7 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
   it('takes the expected algorithm from the WSDL: a copy whose policy says Basic256 refuses RSA-SHA256', async () => {
     const text = readFileSync(wsdlFile, 'utf8');
     expect(text).to.contain('<sp:Basic256Sha256/>');
-    const edited = join(dir, 'contract', 'basic256.wsdl');
+    const edited = join(dirname(wsdlFile), 'basic256.wsdl');
     writeFileSync(edited, text.split('<sp:Basic256Sha256/>').join('<sp:Basic256/>'));
 
     const run = await runClient(edited, rsaProxy!.url, devCert('proxySigningRsa'));
@@ -386,7 +158,7 @@ describe('npm start defaults: a wsimport-generated Java client holds responses t
 
   it('refuses a WSDL whose algorithm suite it does not know, before sending anything', async () => {
     const text = readFileSync(wsdlFile, 'utf8');
-    const edited = join(dir, 'contract', 'unknown-suite.wsdl');
+    const edited = join(dirname(wsdlFile), 'unknown-suite.wsdl');
     writeFileSync(edited, text.split('<sp:Basic256Sha256/>').join('<sp:Basic512Sha3/>'));
 
     const run = await runClient(edited, rsaProxy!.url, devCert('proxySigningRsa'));

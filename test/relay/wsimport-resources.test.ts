@@ -11,71 +11,14 @@
  * the JSON summary the client prints (test/java/wsimport-client/SymphonyResourceClient.java).
  */
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { DEFAULT_DEV_CERTS_DIR } from '../../src/commands/certs';
-import { DEV_PKI_FILES } from '../../src/commands/dev-pki';
-import { stopChild } from '../../src/server/embedded-grid';
-import { childElements, parseXml, type XmlElement } from '../../src/soap/xml';
 import { SSP_ERRORS, SYM, WSRF_RL, XPATH_10 } from '../../src/soap/ws-namespaces';
-import { hasCommand, requirePeer } from '../helpers/peers';
-import { runBounded } from '../helpers/signature-peers';
-
-const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
-const CLIENT_SOURCES = join(__dirname, '..', '..', '..', 'test', 'java', 'wsimport-client');
-/**
- * Compiled with the generated classes: the signing handler and the policy reader the API client uses,
- * and this client. Not the whole directory: SymphonyWsimportClient.java is written against the
- * generated methods as they were before connectResponse/createSessionResponse gained their EPR.
- */
-const CLIENT_FILES = [
-  'WsSecurityPolicyHandler.java',
-  'WsdlAlgorithmSuite.java',
-  'SymphonyResourceClient.java',
-];
-/** Its manifest Class-Path brings JAXB, SAAJ, StAX and the rest of the JAX-WS RI runtime. */
-const JAXWS_RT = '/usr/share/java/jaxws-rt.jar';
-const JAXWS_INSTALL =
-  'apt-get install -y jaxws openjdk-17-jdk-headless (or: bash scripts/install-test-peers.sh)';
-// C1-only JIT and the serial GC roughly halve start-up for this short-lived run.
-const JAVA_FLAGS = ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC'];
-
-const SP = 'http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702';
-const EXC_C14N = 'http://www.w3.org/2001/10/xml-exc-c14n#';
-/** WS-SecurityPolicy 1.2 §6.1: the asymmetric signature and digest of the suites the WSDL may name. */
-const SUITES: Record<string, { signature: string; digest: string }> = {
-  Basic256Sha256: {
-    signature: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-    digest: 'http://www.w3.org/2001/04/xmlenc#sha256',
-  },
-};
-
-const FLAVORS = [
-  { key: 'soap11', title: 'SOAP 1.1', suffix: '' },
-  { key: 'soap12', title: 'SOAP 1.2', suffix: 'Soap12' },
-] as const;
-
-/** One step of the client's run: whether it passed, why not, and what it saw. */
-interface StepRecord {
-  ok: boolean;
-  error?: string;
-  rejection?: string;
-  requestsSigned: number;
-  responsesVerified: number;
-  [seen: string]: unknown;
-}
+import {
+  expectEveryResponseVerified,
+  FLAVORS,
+  FlowsClientRun,
+  SUITES,
+  type StepRecord,
+} from '../helpers/wsimport';
 
 interface Item {
   name?: string;
@@ -99,246 +42,19 @@ interface Sent {
   text: string;
 }
 
-/** The JSON line SymphonyResourceClient prints last. */
-interface ClientSummary {
-  ok: boolean;
-  step?: string;
-  error?: string;
-  soapVersions?: string[];
-  policySuite?: string;
-  policySignatureMethod?: string;
-  policyDigestMethod?: string;
-  policyC14nMethod?: string;
-  policyPorts?: string[];
-  flows?: Record<string, Record<string, StepRecord>>;
-  requestsSigned?: number;
-  responsesVerified?: number;
-  responseSignatureMethods?: string[];
-  responseDigestMethods?: string[];
-  responseC14nMethods?: string[];
-}
-
-interface DevProxy {
-  url: string;
-  banner: string;
-  stop(): Promise<void>;
-}
-
-const devCert = (name: keyof typeof DEV_PKI_FILES): string =>
-  join(DEFAULT_DEV_CERTS_DIR, DEV_PKI_FILES[name]);
-
-/** `serve --dev`, exactly as `npm start` runs it, on loopback ports chosen by the OS. */
-async function startDevProxy(dir: string): Promise<DevProxy> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--dev'], {
-    env: {
-      ...process.env,
-      SSP_SERVER__PORT: '0',
-      SSP_ADMIN__PORT: '0',
-      SSP_AUDIT__FILE: join(dir, 'audit.jsonl'),
-      SSP_LOG__LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    if (stderr.length < 256 * 1024) stderr += chunk;
-  });
-  const stop = async (): Promise<void> => {
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await stopChild(child, 'SIGINT');
-    clearTimeout(killer);
-  };
-  let banner = '';
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('serve --dev did not start within 45 s')), 45_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`serve --dev exited with ${code}: ${stderr}`));
-      });
-      let at = '';
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        banner += `${line}\n`;
-        const m = /listening on (\S+)/.exec(line);
-        if (m) at = m[1]!;
-        if (line.includes('WS-Security:') && at) {
-          clearTimeout(timer);
-          resolve(at);
-        }
-      });
-    });
-    return { url, banner, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-}
-
-/**
- * The WSDL the proxy serves and every schema it imports, saved into `dir` with the imports pointed at
- * the local copies, so that wsimport and the client read exactly what was served. Returns the WSDL path.
- */
-async function saveServedContract(wsdlUrl: string, dir: string): Promise<string> {
-  const get = async (url: string): Promise<string> => {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
-    return res.text();
-  };
-  const saved = new Map<string, string>(); // absolute URL → local file name
-  const localize = async (text: string, base: string): Promise<string> => {
-    const locations = [...text.matchAll(/schemaLocation="([^"]+)"/g)].map((m) => m[1]!);
-    for (const loc of new Set(locations)) {
-      const abs = new URL(loc.replace(/&amp;/g, '&'), base).toString();
-      let name = saved.get(abs);
-      if (!name) {
-        const u = new URL(abs);
-        const wanted = (u.searchParams.get('xsd') ?? u.pathname.split('/').pop() ?? 'schema.xsd').replace(
-          /[^A-Za-z0-9._-]/g,
-          '_',
-        );
-        name = `${saved.size}-${wanted}`;
-        saved.set(abs, name);
-        writeFileSync(join(dir, name), await localize(await get(abs), abs));
-      }
-      text = text.split(`schemaLocation="${loc}"`).join(`schemaLocation="${name}"`);
-    }
-    return text;
-  };
-  const file = join(dir, 'symphony.wsdl');
-  writeFileSync(file, await localize(await get(wsdlUrl), wsdlUrl));
-  return file;
-}
-
-/** The algorithm suites the WSDL's policies name (sp:AlgorithmSuite > wsp:Policy > sp:<suite>). */
-function suitesIn(wsdlText: string): string[] {
-  const found = new Set<string>();
-  const walk = (e: XmlElement): void => {
-    for (const c of childElements(e)) {
-      if (c.uri === SP && c.local === 'AlgorithmSuite') {
-        for (const p of childElements(c)) for (const s of childElements(p)) found.add(s.local);
-      }
-      walk(c);
-    }
-  };
-  walk(parseXml(wsdlText, undefined, { allowComments: true }));
-  return [...found];
-}
-
-function javaFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...javaFiles(p));
-    else if (name.endsWith('.java')) out.push(p);
-  }
-  return out;
-}
-
 const ms = (xsDateTime: unknown): number => Date.parse(String(xsDateTime));
 
 describe('npm start defaults: a wsimport-generated Java client uses sessions and connections as WS-Resources, signed', function () {
   this.timeout(120_000);
-  let dir = '';
-  let proxy: DevProxy | undefined;
-  let wsdlFile = '';
-  let summary: ClientSummary = { ok: false, error: 'the client did not run' };
-  let clientStderr = '';
-
-  before(async function () {
-    this.timeout(300_000);
-    requirePeer(this, 'wsimport (jaxws)', hasCommand('wsimport', ['-version']), JAXWS_INSTALL);
-    requirePeer(this, 'JAX-WS RI runtime (jaxws)', existsSync(JAXWS_RT), JAXWS_INSTALL);
-    requirePeer(this, 'javac (a JDK)', hasCommand('javac', ['-version']), JAXWS_INSTALL);
-
-    dir = mkdtempSync(join(tmpdir(), 'ssp-wsimport-resources-'));
-    proxy = await startDevProxy(dir);
-    const contract = join(dir, 'contract');
-    const gen = join(dir, 'gen');
-    const classes = join(dir, 'classes');
-    for (const d of [contract, gen, classes]) mkdirSync(d);
-    wsdlFile = await saveServedContract(`${proxy.url}?wsdl`, contract);
-
-    // -extension: without it wsimport drops the SOAP 1.2 ports ("non-standard SOAP 1.2 binding").
-    const wsimport = await runBounded(
-      'wsimport',
-      ['-extension', '-keep', '-Xnocompile', '-d', gen, '-s', gen, wsdlFile],
-      90_000,
-    );
-    expect(wsimport.code, `wsimport failed:\n${wsimport.stdout}${wsimport.stderr}`).to.equal(0);
-    const generated = javaFiles(gen);
-    for (const sei of ['SessionResourcePortType.java', 'ConnectionResourcePortType.java']) {
-      expect(
-        generated.some((f) => f.endsWith(sei)),
-        `wsimport generated ${sei}`,
-      ).to.equal(true);
-    }
-    const javac = await runBounded(
-      'javac',
-      [
-        '-nowarn',
-        '-encoding',
-        'UTF-8',
-        '-cp',
-        JAXWS_RT,
-        '-d',
-        classes,
-        ...generated,
-        ...CLIENT_FILES.map((f) => join(CLIENT_SOURCES, f)),
-      ],
-      120_000,
-    );
-    expect(javac.code, `javac failed:\n${javac.stdout}${javac.stderr}`).to.equal(0);
-
-    const run = await runBounded(
-      'java',
-      [
-        ...JAVA_FLAGS,
-        '-cp',
-        `${classes}:${JAXWS_RT}`,
-        'SymphonyResourceClient',
-        '--wsdl',
-        wsdlFile,
-        '--endpoint',
-        proxy.url,
-        '--client-cert',
-        devCert('client'),
-        '--client-key',
-        devCert('clientKey'),
-        '--response-cert',
-        devCert('proxySigningRsa'),
-      ],
-      90_000,
-    );
-    clientStderr = run.stderr;
-    const last = run.stdout.trim().split('\n').pop() ?? '';
-    try {
-      summary = JSON.parse(last) as ClientSummary;
-    } catch {
-      summary = { ok: false, error: `no JSON on stdout${run.timedOut ? ' (timed out)' : ''}: ${run.stdout}` };
-    }
-    expect(summary.flows, `the client ran no flow: ${summary.error ?? ''}\n${clientStderr}`).to.be.an(
-      'object',
-    );
-  });
-
-  after(async () => {
-    await proxy?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  const client = FlowsClientRun.inSuite({
+    tmpPrefix: 'ssp-wsimport-resources-',
+    mainClass: 'SymphonyResourceClient',
+    generated: ['SessionResourcePortType.java', 'ConnectionResourcePortType.java'],
+    timeoutMs: 90_000,
   });
 
   it('wsimport generated the SOAP 1.1 and SOAP 1.2 resource ports; their policy is the one the WSDL names', () => {
-    const suites = suitesIn(readFileSync(wsdlFile, 'utf8'));
-    expect(suites, 'one algorithm suite for every binding').to.have.length(1);
-    const suite = SUITES[suites[0]!];
-    expect(suite, `a known suite: ${suites.join()}`).to.not.equal(undefined);
-    expect(proxy!.banner).to.contain('responses signed (rsa-sha256)');
-    expect(summary.soapVersions).to.deep.equal(['soap11', 'soap12']);
-    expect(summary.policySuite).to.equal(suites[0]);
-    expect(summary.policySignatureMethod).to.equal(suite!.signature);
-    expect(summary.policyDigestMethod).to.equal(suite!.digest);
-    expect(summary.policyC14nMethod).to.equal(EXC_C14N);
-    expect(summary.policyPorts).to.include.members([
+    client.expectPortsAndPolicy([
       'SessionResourcePort',
       'ConnectionResourcePort',
       'SessionResourcePortSoap12',
@@ -347,41 +63,22 @@ describe('npm start defaults: a wsimport-generated Java client uses sessions and
   });
 
   it('signed every request; every response and every fault verified with the suite of the WSDL', () => {
-    const suite = SUITES[summary.policySuite ?? '']!;
     // Two flows of 20-odd calls each (see the cases below).
-    expect(summary.requestsSigned, summary.error).to.be.at.least(40);
-    expect(summary.responsesVerified, 'every response verified').to.equal(summary.requestsSigned);
-    expect(summary.responseSignatureMethods).to.deep.equal([suite.signature]);
-    expect(summary.responseDigestMethods).to.deep.equal([suite.digest]);
-    expect(summary.responseC14nMethods).to.deep.equal([EXC_C14N]);
+    expectEveryResponseVerified(client.summary, SUITES[client.summary.policySuite ?? '']!, 40);
   });
 
   for (const flavor of FLAVORS) {
     describe(`${flavor.title} ports`, () => {
-      const flow = (): Record<string, StepRecord> => {
-        const f = summary.flows?.[flavor.key];
-        expect(f, `no ${flavor.title} flow ran: ${summary.error ?? ''}\n${clientStderr}`).to.be.an('object');
-        return f!;
-      };
+      const flow = (): Record<string, StepRecord> => client.flow(flavor);
       /** The step's record, asserted to have passed with every response verified. */
-      const passed = (name: string): StepRecord => {
-        const s = flow()[name];
-        expect(s, `step ${name} did not run (an earlier step failed?)`).to.be.an('object');
-        expect(
-          s!.ok,
-          `${flavor.title} ${name}: ${s!.error ?? ''}${s!.rejection ? `\n${s!.rejection}` : ''}`,
-        ).to.equal(true);
-        expect(s!.requestsSigned, `${name}: requests signed`).to.be.at.least(1);
-        expect(s!.responsesVerified, `${name}: every response verified`).to.equal(s!.requestsSigned);
-        return s!;
-      };
+      const passed = (name: string): StepRecord => client.passed(flavor, name);
       const epr = (name: string): { address: string; referenceParameters: Record<string, string> } =>
         passed(name).epr as { address: string; referenceParameters: Record<string, string> };
 
       it('connect and createSession return an endpoint reference whose Address names the resource', () => {
         const c = passed('connect');
         const s = passed('createSession');
-        const base = proxy!.url.replace(/\/$/, '');
+        const base = client.base();
         expect(epr('connect').address).to.equal(`${base}/connections/${String(c.connectionId)}`);
         expect(epr('connect').referenceParameters).to.deep.equal({
           [`{${SYM}}ConnectionId`]: c.connectionId,

@@ -16,68 +16,42 @@
  *     then Enumerate with the released context -> wsen:InvalidEnumerationContext
  *   the consumer's sessions at the port's own WSDL address (…/sessions): one more session closed
  *     with DetachOnClose; Enumerate with a Filter (XPath 1.0, s:State = 'Open', the prefix declared
- *     on wsen:Filter by FilterNamespaces) and Pull to the end; the same test written without a prefix
+ *     on wsen:Filter by FILTER_NAMESPACES) and Pull to the end; the same test written without a prefix
  *     (no handler needed); no Filter; the prefixed Filter without the prefix declared (what the
  *     generated classes alone send -> wsen:CannotProcessFilter)
  *
- * Usage (the generated classes and WsSecurityPolicyHandler, WsdlAlgorithmSuite and this file compiled
- * into CLASSES):
+ * Usage (the generated classes and WsSecurityPolicyHandler, WsdlAlgorithmSuite, ClientSupport and this
+ * file compiled into CLASSES):
  *   java -cp CLASSES:/usr/share/java/jaxws-rt.jar SymphonyEnumerationClient --wsdl FILE --endpoint URL \
  *     --client-cert PEM --client-key PEM --response-cert PEM
  *
  * Every step runs even when an earlier one failed (where it can), so that one run shows every problem.
  * The last stdout line is one JSON object: per SOAP version, per step, "ok" and what was seen (the
  * mocha test, test/relay/wsimport-enumeration.test.ts, asserts on it). Exit 0 when every step passed
- * and every response verified, 1 otherwise, 2 on bad usage. Only port getters and SEI methods are
- * called, through reflection for the getters, so that this file compiles against wsimport output with
- * or without the SOAP 1.2 ports.
+ * and every response verified, 1 otherwise, 2 on bad usage (the run, the step records, the handlers,
+ * keys and JSON: ClientSupport). Only port getters and SEI methods are called, through reflection for
+ * the getters, so that this file compiles against wsimport output with or without the SOAP 1.2 ports.
  *
  * The two WS-Enumeration namespaces are two Java packages with the same class names; they are written
  * out in full here (E04 = org.xmlsoap.schemas.ws._2004._09.enumeration, E11 = org.w3._2011._03.ws_enu).
  */
 
-import java.io.File;
 import java.math.BigInteger;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.security.KeyFactory;
-import java.security.PrivateKey;
-import java.security.cert.CertificateFactory;
-import java.security.cert.X509Certificate;
-import java.security.spec.PKCS8EncodedKeySpec;
 import java.util.ArrayList;
-import java.util.Base64;
-import java.util.Collection;
-import java.util.Collections;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.logging.Level;
-import java.util.logging.Logger;
 
 import javax.xml.bind.JAXBElement;
 import javax.xml.datatype.DatatypeFactory;
 import javax.xml.namespace.QName;
-import javax.xml.parsers.DocumentBuilderFactory;
-import javax.xml.soap.SOAPBody;
 import javax.xml.soap.SOAPFault;
-import javax.xml.soap.SOAPMessage;
-import javax.xml.transform.dom.DOMResult;
 import javax.xml.ws.BindingProvider;
 import javax.xml.ws.Holder;
-import javax.xml.ws.handler.Handler;
-import javax.xml.ws.handler.MessageContext;
-import javax.xml.ws.handler.soap.SOAPHandler;
-import javax.xml.ws.handler.soap.SOAPMessageContext;
 import javax.xml.ws.soap.SOAPFaultException;
 import javax.xml.ws.wsaddressing.W3CEndpointReference;
 
-import org.w3c.dom.Document;
 import org.w3c.dom.Element;
-import org.w3c.dom.Node;
-import org.w3c.dom.NodeList;
 
 import symphony.soapproxy.v1.CloseFlags;
 import symphony.soapproxy.v1.Payload;
@@ -95,18 +69,20 @@ import symphony.soapproxy.wsdl.v1.TaskInputPortType;
 
 public final class SymphonyEnumerationClient {
     static final String SYM = "http://soapproxy.symphony/v1";
-    static final String WSA = "http://www.w3.org/2005/08/addressing";
     static final String WSEN04 = "http://schemas.xmlsoap.org/ws/2004/09/enumeration";
     static final String WSEN11 = "http://www.w3.org/2011/03/ws-enu";
-    static final String SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope";
-    static final String XSI = "http://www.w3.org/2001/XMLSchema-instance";
-    static final String XMLNS = "http://www.w3.org/2000/xmlns/";
     static final String XPATH_10 = "http://www.w3.org/TR/1999/REC-xpath-19991116";
-    /** The prefix the filter uses, declared on wsen:Filter by FilterNamespaces. */
+    /** The prefix the filter uses, declared on wsen:Filter by FILTER_NAMESPACES. */
     static final String FILTER_PREFIX = "s";
     static final String FILTER = FILTER_PREFIX + ":State = 'Open'";
     /** The same test with no prefix: what the generated classes can send without a handler. */
     static final String FILTER_NO_PREFIX = "*[namespace-uri() = '" + SYM + "' and local-name() = 'State'] = 'Open'";
+    /**
+     * Declares the prefixes of the request context property it names on wsen:Filter, 2004/09 and 2011
+     * (JAXB writes the expression as text, and declares nothing for it).
+     */
+    static final ClientSupport.DeclareNamespaces FILTER_NAMESPACES = new ClientSupport.DeclareNamespaces(
+            "symphony.test.filterNamespaces", "Filter", WSEN04, WSEN11);
 
     static final int OUTPUTS_2004 = 25;
     static final int PAGE_2004 = 4;
@@ -125,114 +101,18 @@ public final class SymphonyEnumerationClient {
                 "EnumerationSource2004PortSoap12", "EnumerationSource2011PortSoap12"));
     }
 
-    static final Map<String, Object> summary = new LinkedHashMap<>();
-    static String step = "start";
-    static int failedSteps;
     /** Every session this run created and left open, and those it detached (all flows: one consumer). */
     static final List<String> openSessions = new ArrayList<>();
     static final List<String> detachedSessions = new ArrayList<>();
 
     public static void main(String[] args) {
-        Map<String, String> opt = new LinkedHashMap<>();
-        for (int i = 0; i + 1 < args.length; i += 2) opt.put(args[i], args[i + 1]);
-        for (String k : List.of("--wsdl", "--endpoint", "--client-cert", "--client-key", "--response-cert")) {
-            if (!opt.containsKey(k) || args.length % 2 != 0) {
-                System.err.println("usage: SymphonyEnumerationClient --wsdl FILE --endpoint URL --client-cert PEM"
-                        + " --client-key PEM --response-cert PEM");
-                System.exit(2);
-            }
-        }
-        // JAX-WS RI without Metro's security module logs a warning per sp: assertion and port; this
-        // handler is what implements the policy. Errors still print.
-        Logger.getLogger("").setLevel(Level.SEVERE);
-        WsSecurityPolicyHandler handler = null;
-        int exit = 0;
-        try {
-            step = "generated";
-            List<String> flavors = new ArrayList<>();
-            List<String> ports = new ArrayList<>();
-            for (Map.Entry<String, List<String>> f : FLAVORS.entrySet()) {
-                if (generated(f.getValue())) {
-                    flavors.add(f.getKey());
-                    ports.addAll(f.getValue());
-                }
-            }
-            summary.put("soapVersions", flavors);
-            if (!flavors.contains("soap11")) throw new IllegalStateException("wsimport generated no SOAP 1.1 enumeration ports");
-
-            step = "policy";
-            File wsdl = new File(opt.get("--wsdl"));
-            WsdlAlgorithmSuite suite = WsdlAlgorithmSuite.read(wsdl, ports);
-            summary.put("policySuite", suite.name);
-            summary.put("policySignatureMethod", suite.signatureMethod);
-            summary.put("policyDigestMethod", suite.digestMethod);
-            summary.put("policyC14nMethod", suite.c14nMethod);
-            summary.put("policyPorts", suite.ports);
-
-            step = "keys";
-            handler = new WsSecurityPolicyHandler(suite, readCert(opt.get("--client-cert")),
-                    readKey(opt.get("--client-key")), readCert(opt.get("--response-cert")));
-
-            step = "service";
-            SymphonyService service = new SymphonyService(wsdl.toURI().toURL());
-            Map<String, Object> flows = new LinkedHashMap<>();
-            summary.put("flows", flows);
-            for (String flavor : flavors) {
-                Map<String, Object> steps = new LinkedHashMap<>();
-                flows.put(flavor, steps);
-                new Flow(flavor, service, FLAVORS.get(flavor), opt.get("--endpoint"), handler, steps).run();
-            }
-            step = "done";
-            if (failedSteps > 0) throw new IllegalStateException(failedSteps + " step(s) failed");
-            summary.put("ok", true);
-        } catch (Throwable e) {
-            exit = 1;
-            summary.put("ok", false);
-            summary.put("step", step);
-            summary.put("error", e.toString());
-            System.err.println("SymphonyEnumerationClient: " + step + ": " + e);
-        }
-        if (handler != null) {
-            summary.put("requestsSigned", handler.requestsSigned);
-            summary.put("responsesVerified", handler.responsesVerified);
-            summary.put("responseSignatureMethods", handler.responseSignatureMethods);
-            summary.put("responseDigestMethods", handler.responseDigestMethods);
-            summary.put("responseC14nMethods", handler.responseC14nMethods);
-            if (handler.lastRejection != null) summary.put("lastRejection", handler.lastRejection.getMessage());
-        }
-        System.out.println(json(summary));
-        System.out.flush();
-        System.exit(exit);
-    }
-
-    /** Whether wsimport generated a getter for every one of these ports. */
-    static boolean generated(List<String> ports) {
-        for (String p : ports) {
-            try {
-                SymphonyService.class.getMethod("get" + p);
-            } catch (NoSuchMethodException e) {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    /** The port through its generated getter (getEnumerationSource2004PortSoap12() and so on). */
-    static <T> T port(SymphonyService service, String name, Class<T> type) throws Exception {
-        return type.cast(SymphonyService.class.getMethod("get" + name).invoke(service));
+        ClientSupport.runFlows("SymphonyEnumerationClient", args, FLAVORS, "enumeration", EnumerationFlow::new);
     }
 
     // ------------------------------------------------------------------------------------------------
 
     /** One SOAP version's run; each step's record lands in `steps`. */
-    static final class Flow {
-        final String flavor;
-        final SymphonyService service;
-        final List<String> ports;
-        final String endpoint;
-        final WsSecurityPolicyHandler security;
-        final Map<String, Object> steps;
-        final RequestRecorder recorder = new RequestRecorder();
+    static final class EnumerationFlow extends ClientSupport.Flow {
         final DatatypeFactory dt;
 
         ConnectionPortType conn;
@@ -240,49 +120,17 @@ public final class SymphonyEnumerationClient {
         TaskInputPortType tasks;
         String connectionId;
 
-        Flow(String flavor, SymphonyService service, List<String> ports, String endpoint,
+        EnumerationFlow(String flavor, SymphonyService service, List<String> ports, String endpoint,
                 WsSecurityPolicyHandler security, Map<String, Object> steps) throws Exception {
-            this.flavor = flavor;
-            this.service = service;
-            this.ports = ports;
-            this.endpoint = endpoint;
-            this.security = security;
-            this.steps = steps;
+            super(flavor, service, ports, endpoint, security, steps);
             this.dt = DatatypeFactory.newInstance();
         }
 
-        interface Body {
-            void run(Map<String, Object> rec) throws Exception;
-        }
-
-        /** Runs one step; a failure is recorded (with why), never thrown. */
-        boolean step(String name, Body body) {
-            Map<String, Object> rec = new LinkedHashMap<>();
-            rec.put("ok", false);
-            steps.put(name, rec);
-            SymphonyEnumerationClient.step = flavor + "/" + name;
-            int signed = security.requestsSigned;
-            int verified = security.responsesVerified;
-            security.lastRejection = null;
-            long started = System.nanoTime();
-            try {
-                body.run(rec);
-                rec.put("ok", true);
-            } catch (Throwable e) {
-                failedSteps++;
-                rec.put("error", describe(e));
-                if (security.lastRejection != null) rec.put("rejection", security.lastRejection.getMessage());
-            }
-            rec.put("requestsSigned", security.requestsSigned - signed);
-            rec.put("responsesVerified", security.responsesVerified - verified);
-            rec.put("ms", (System.nanoTime() - started) / 1_000_000);
-            return Boolean.TRUE.equals(rec.get("ok"));
-        }
-
+        @Override
         void run() throws Exception {
-            conn = configure(port(service, ports.get(0), ConnectionPortType.class), endpoint, false);
-            sessions = configure(port(service, ports.get(1), SessionPortType.class), endpoint, false);
-            tasks = configure(port(service, ports.get(2), TaskInputPortType.class), endpoint, false);
+            conn = configure(ClientSupport.port(service, ports.get(0), ConnectionPortType.class), endpoint, null);
+            sessions = configure(ClientSupport.port(service, ports.get(1), SessionPortType.class), endpoint, null);
+            tasks = configure(ClientSupport.port(service, ports.get(2), TaskInputPortType.class), endpoint, null);
 
             boolean connected = step("connect", rec -> {
                 Holder<String> id = new Holder<>();
@@ -320,10 +168,7 @@ public final class SymphonyEnumerationClient {
                 sessions.createSession(connectionId, attrs, id, epr);
                 out[0] = id.value;
                 rec.put("sessionId", id.value);
-                if (epr.value == null) throw new IllegalStateException("createSessionResponse carries no wsa:EndpointReference");
-                Map<String, Object> e = readEpr(epr.value);
-                rec.put("epr", e);
-                out[1] = (String) e.get("address");
+                out[1] = ClientSupport.recordEpr(rec, "createSessionResponse", epr.value);
                 openSessions.add(id.value);
             });
             boolean sent = created && step(key + ".sendTaskInputBatch", rec -> {
@@ -366,7 +211,7 @@ public final class SymphonyEnumerationClient {
 
         void enumeration2004(String sessionId, String address) throws Exception {
             EnumerationSource2004PortType e04 = configure(
-                    port(service, ports.get(3), EnumerationSource2004PortType.class), address, true);
+                    ClientSupport.port(service, ports.get(3), EnumerationSource2004PortType.class), address, FILTER_NAMESPACES);
             steps.put("e04.port", Map.of("port", ports.get(3), "address", address));
 
             org.xmlsoap.schemas.ws._2004._09.enumeration.EnumerationContextType[] held = { null };
@@ -377,7 +222,7 @@ public final class SymphonyEnumerationClient {
                 String expires = dt.newDuration("PT5M").toString();
                 req.setExpires(expires);
                 org.xmlsoap.schemas.ws._2004._09.enumeration.EnumerateResponse r = e04.enumerate(req);
-                rec.put("request", children(recorder.body(), WSEN04, "Enumerate"));
+                rec.put("request", ClientSupport.children(recorder.body(), WSEN04, "Enumerate", true));
                 rec.put("expires", r.getExpires());
                 rec.put("context", describeContext(r.getEnumerationContext() == null ? null
                         : r.getEnumerationContext().getContent()));
@@ -391,7 +236,7 @@ public final class SymphonyEnumerationClient {
             step("e04.Pull.first", rec -> {
                 PullPage p = pull04(e04, c0, PAGE_2004);
                 rec.putAll(p.record);
-                rec.put("request", children(recorder.body(), WSEN04, "Pull"));
+                rec.put("request", ClientSupport.children(recorder.body(), WSEN04, "Pull", true));
                 held[0] = p.context;
             });
             // The reply "was lost": the same Pull, the same context.
@@ -449,13 +294,7 @@ public final class SymphonyEnumerationClient {
             });
 
             step("e04.Fault.Filter", rec -> {
-                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
-                org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType f =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType();
-                f.setDialect(XPATH_10);
-                f.getContent().add(FILTER);
-                req.setFilter(f);
+                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req = filtered04(FILTER);
                 rec.put("fault", withFilterPrefix(e04, () -> expectFault(() -> e04.enumerate(req))));
                 rec.put("request", filterRequest(recorder.body(), WSEN04));
             });
@@ -464,8 +303,20 @@ public final class SymphonyEnumerationClient {
                         new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
                 req.setExpires(dt.newXMLGregorianCalendar("2001-01-01T00:00:00Z").toXMLFormat());
                 rec.put("fault", expectFault(() -> e04.enumerate(req)));
-                rec.put("request", children(recorder.body(), WSEN04, "Enumerate"));
+                rec.put("request", ClientSupport.children(recorder.body(), WSEN04, "Enumerate", true));
             });
+        }
+
+        /** A 2004/09 Enumerate with an XPath 1.0 Filter. */
+        static org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate filtered04(String expression) {
+            org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType f =
+                    new org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType();
+            f.setDialect(XPATH_10);
+            f.getContent().add(expression);
+            org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req =
+                    new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
+            req.setFilter(f);
+            return req;
         }
 
         static final class PullPage {
@@ -493,7 +344,7 @@ public final class SymphonyEnumerationClient {
 
         void enumeration2011(String sessionId, String address) throws Exception {
             EnumerationSource2011PortType e11 = configure(
-                    port(service, ports.get(4), EnumerationSource2011PortType.class), address, true);
+                    ClientSupport.port(service, ports.get(4), EnumerationSource2011PortType.class), address, FILTER_NAMESPACES);
             steps.put("e11.port", Map.of("port", ports.get(4), "address", address));
 
             Object[] held = { null };
@@ -506,7 +357,7 @@ public final class SymphonyEnumerationClient {
                 req.setNewContext(nc);
                 req.setMaxItems(BigInteger.valueOf(PAGE_2011));
                 org.w3._2011._03.ws_enu.EnumerateResponse r = e11.enumerate(req);
-                rec.put("request", children(recorder.body(), WSEN11, "Enumerate"));
+                rec.put("request", ClientSupport.children(recorder.body(), WSEN11, "Enumerate", true));
                 rec.put("grantedExpires", r.getGrantedExpires() == null ? null : r.getGrantedExpires().getValue());
                 rec.putAll(page11(r));
                 held[0] = r.getEnumerationContext();
@@ -576,10 +427,10 @@ public final class SymphonyEnumerationClient {
         // 2004/09 over the consumer's sessions.
 
         void sessionEnumeration() throws Exception {
-            EnumerationSource2004PortType e04 = port(service, ports.get(3), EnumerationSource2004PortType.class);
+            EnumerationSource2004PortType e04 = ClientSupport.port(service, ports.get(3), EnumerationSource2004PortType.class);
             // The port's own address, from the WSDL: …/sessions.
             String address = (String) ((BindingProvider) e04).getRequestContext().get(BindingProvider.ENDPOINT_ADDRESS_PROPERTY);
-            configure(e04, address, true);
+            configure(e04, address, FILTER_NAMESPACES);
             steps.put("sessions.port", Map.of("port", ports.get(3), "address", String.valueOf(address)));
 
             // A session of this consumer that is not Open: the filter must leave it out.
@@ -597,13 +448,7 @@ public final class SymphonyEnumerationClient {
             step("sessions.filtered", rec -> {
                 rec.put("openSessions", new ArrayList<>(openSessions));
                 rec.put("detachedSessions", new ArrayList<>(detachedSessions));
-                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
-                org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType f =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType();
-                f.setDialect(XPATH_10);
-                f.getContent().add(FILTER);
-                req.setFilter(f);
+                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req = filtered04(FILTER);
                 org.xmlsoap.schemas.ws._2004._09.enumeration.EnumerateResponse e =
                         withFilterPrefix(e04, () -> e04.enumerate(req));
                 rec.put("request", filterRequest(recorder.body(), WSEN04));
@@ -616,26 +461,14 @@ public final class SymphonyEnumerationClient {
             });
             // Without a handler: the same test written without a prefix.
             step("sessions.filtered.noPrefix", rec -> {
-                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
-                org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType f =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType();
-                f.setDialect(XPATH_10);
-                f.getContent().add(FILTER_NO_PREFIX);
-                req.setFilter(f);
+                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req = filtered04(FILTER_NO_PREFIX);
                 org.xmlsoap.schemas.ws._2004._09.enumeration.EnumerateResponse e = e04.enumerate(req);
                 rec.put("request", filterRequest(recorder.body(), WSEN04));
                 rec.putAll(pullAll(e04, e.getEnumerationContext()));
             });
             // What the generated classes alone send: the Filter's text uses a prefix nothing declares.
             step("sessions.undeclaredPrefix", rec -> {
-                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate();
-                org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType f =
-                        new org.xmlsoap.schemas.ws._2004._09.enumeration.FilterType();
-                f.setDialect(XPATH_10);
-                f.getContent().add(FILTER);
-                req.setFilter(f);
+                org.xmlsoap.schemas.ws._2004._09.enumeration.Enumerate req = filtered04(FILTER);
                 rec.put("fault", expectFault(() -> e04.enumerate(req)));
                 rec.put("request", filterRequest(recorder.body(), WSEN04));
             });
@@ -663,19 +496,9 @@ public final class SymphonyEnumerationClient {
             return m;
         }
 
-        interface Call<T> {
-            T call() throws Exception;
-        }
-
-        /** The call, with the filter's prefix declared on wsen:Filter by FilterNamespaces. */
-        <T> T withFilterPrefix(Object port, Call<T> call) throws Exception {
-            Map<String, Object> rc = ((BindingProvider) port).getRequestContext();
-            rc.put(FilterNamespaces.PROPERTY, Map.of(FILTER_PREFIX, SYM));
-            try {
-                return call.call();
-            } finally {
-                rc.remove(FilterNamespaces.PROPERTY);
-            }
+        /** The call, with the filter's prefix declared on wsen:Filter by FILTER_NAMESPACES. */
+        <T> T withFilterPrefix(Object port, ClientSupport.Call<T> call) throws Exception {
+            return ClientSupport.withRequestProperty(port, FILTER_NAMESPACES.property, Map.of(FILTER_PREFIX, SYM), call);
         }
 
         /**
@@ -683,7 +506,7 @@ public final class SymphonyEnumerationClient {
          * exception that is not a fault from the service (a refused signature, a transport error), is
          * thrown on.
          */
-        Map<String, Object> expectFault(Call<?> call) throws Exception {
+        Map<String, Object> expectFault(ClientSupport.Call<?> call) throws Exception {
             Object answer;
             try {
                 answer = call.call();
@@ -700,210 +523,11 @@ public final class SymphonyEnumerationClient {
             throw new IllegalStateException("expected a SOAP fault, got an answer: "
                     + (answer == null ? "null" : answer.getClass().getName()));
         }
-
-        <T> T configure(T port, String address, boolean enumeration) {
-            BindingProvider bp = (BindingProvider) port;
-            Map<String, Object> rc = bp.getRequestContext();
-            rc.put(BindingProvider.ENDPOINT_ADDRESS_PROPERTY, address);
-            rc.put("com.sun.xml.ws.connect.timeout", 10000);
-            rc.put("com.sun.xml.ws.request.timeout", 30000);
-            @SuppressWarnings("rawtypes")
-            List<Handler> chain = new ArrayList<>(bp.getBinding().getHandlerChain());
-            // Outbound, SOAP handlers run in this order: declare, then sign, then record what is sent.
-            if (enumeration) chain.add(new FilterNamespaces());
-            chain.add(security);
-            chain.add(recorder);
-            bp.getBinding().setHandlerChain(chain);
-            return port;
-        }
-    }
-
-    // ------------------------------------------------------------------------------------------------
-    // Handlers.
-
-    /**
-     * Declares namespaces on every wsen:Filter (2004/09 and 2011) of an outgoing request, from the
-     * request context property PROPERTY (prefix -> namespace). The generated FilterType holds the
-     * XPath as mixed content (a String), and JAXB declares no namespace for text, so the prefixes an
-     * expression uses are otherwise not in scope where the proxy resolves them (as QueryNamespaces does
-     * for wsrf-rp:QueryExpression in SymphonyResourceClient).
-     */
-    static final class FilterNamespaces implements SOAPHandler<SOAPMessageContext> {
-        static final String PROPERTY = "symphony.test.filterNamespaces";
-
-        @Override
-        public Set<QName> getHeaders() {
-            return Collections.emptySet();
-        }
-
-        @Override
-        public boolean handleMessage(SOAPMessageContext ctx) {
-            if (!Boolean.TRUE.equals(ctx.get(MessageContext.MESSAGE_OUTBOUND_PROPERTY))) return true;
-            Object decls = ctx.get(PROPERTY);
-            if (!(decls instanceof Map)) return true;
-            try {
-                SOAPMessage msg = ctx.getMessage();
-                SOAPBody body = msg.getSOAPBody();
-                for (String ns : new String[] {WSEN04, WSEN11}) {
-                    NodeList fs = body.getElementsByTagNameNS(ns, "Filter");
-                    for (int i = 0; i < fs.getLength(); i++) {
-                        Element f = (Element) fs.item(i);
-                        for (Map.Entry<?, ?> d : ((Map<?, ?>) decls).entrySet()) {
-                            f.setAttributeNS(XMLNS, "xmlns:" + d.getKey(), String.valueOf(d.getValue()));
-                        }
-                    }
-                }
-                msg.saveChanges();
-            } catch (Exception e) {
-                throw new javax.xml.ws.WebServiceException("declaring the Filter namespaces failed: " + e, e);
-            }
-            return true;
-        }
-
-        @Override
-        public boolean handleFault(SOAPMessageContext ctx) {
-            return true;
-        }
-
-        @Override
-        public void close(MessageContext ctx) {}
-    }
-
-    /**
-     * Keeps the soap:Body of the last request as sent (after signing), and the child elements of the
-     * last response's soap:Body as received, for the steps to inspect.
-     */
-    static final class RequestRecorder implements SOAPHandler<SOAPMessageContext> {
-        private Element lastBody;
-        private List<String> lastResponse;
-
-        Element body() {
-            return lastBody;
-        }
-
-        /** {ns}local of each child element of the last response's soap:Body (null: none seen). */
-        List<String> responseBody() {
-            return lastResponse;
-        }
-
-        @Override
-        public Set<QName> getHeaders() {
-            return Collections.emptySet();
-        }
-
-        @Override
-        public boolean handleMessage(SOAPMessageContext ctx) {
-            if (!Boolean.TRUE.equals(ctx.get(MessageContext.MESSAGE_OUTBOUND_PROPERTY))) {
-                lastResponse = null;
-                try {
-                    List<String> names = new ArrayList<>();
-                    for (Element c : WsSecurityPolicyHandler.children(ctx.getMessage().getSOAPBody())) {
-                        names.add("{" + c.getNamespaceURI() + "}" + c.getLocalName());
-                    }
-                    lastResponse = names;
-                } catch (Exception e) {
-                    // Only for inspection.
-                }
-                return true;
-            }
-            lastBody = null;
-            lastResponse = null;
-            try {
-                Document doc = WsSecurityPolicyHandler.parse(WsSecurityPolicyHandler.bytesOf(ctx.getMessage()));
-                for (Element c : WsSecurityPolicyHandler.children(doc.getDocumentElement())) {
-                    if ("Body".equals(c.getLocalName())) lastBody = c;
-                }
-            } catch (Exception e) {
-                // Only for inspection: a step that needs the body reports it missing.
-            }
-            return true;
-        }
-
-        @Override
-        public boolean handleFault(SOAPMessageContext ctx) {
-            return true;
-        }
-
-        @Override
-        public void close(MessageContext ctx) {}
-    }
-
-    // ------------------------------------------------------------------------------------------------
-    // Reading what was sent and received.
-
-    /** Address and reference parameters of an EPR, read from its XML form. */
-    static Map<String, Object> readEpr(W3CEndpointReference epr) throws Exception {
-        DocumentBuilderFactory f = DocumentBuilderFactory.newInstance();
-        f.setNamespaceAware(true);
-        Document doc = f.newDocumentBuilder().newDocument();
-        epr.writeTo(new DOMResult(doc));
-        Element root = doc.getDocumentElement();
-        Map<String, Object> out = new LinkedHashMap<>();
-        Element address = first(root, WSA, "Address");
-        out.put("address", address == null ? null : address.getTextContent().trim());
-        Element params = first(root, WSA, "ReferenceParameters");
-        Map<String, String> rp = new LinkedHashMap<>();
-        if (params != null) {
-            for (Element p : WsSecurityPolicyHandler.children(params)) {
-                rp.put("{" + p.getNamespaceURI() + "}" + p.getLocalName(), p.getTextContent().trim());
-            }
-        }
-        out.put("referenceParameters", rp);
-        if (out.get("address") == null) throw new IllegalStateException("the EPR has no wsa:Address");
-        return out;
-    }
-
-    static Element first(Element parent, String ns, String local) {
-        for (Element c : WsSecurityPolicyHandler.children(parent)) {
-            if (WsSecurityPolicyHandler.is(c, ns, local)) return c;
-        }
-        return null;
-    }
-
-    static List<Element> descendants(Element root, String ns, String local) {
-        List<Element> out = new ArrayList<>();
-        if (root == null) return out;
-        NodeList nl = root.getElementsByTagNameNS(ns, local);
-        for (int i = 0; i < nl.getLength(); i++) out.add((Element) nl.item(i));
-        return out;
-    }
-
-    /** The children of the (first) named element of the request: name, nil, text. */
-    static List<Map<String, Object>> children(Element body, String ns, String local) {
-        List<Map<String, Object>> out = new ArrayList<>();
-        List<Element> found = descendants(body, ns, local);
-        if (found.isEmpty()) return out;
-        for (Element c : WsSecurityPolicyHandler.children(found.get(0))) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("name", "{" + c.getNamespaceURI() + "}" + c.getLocalName());
-            String nil = c.getAttributeNS(XSI, "nil");
-            m.put("nil", "true".equals(nil) || "1".equals(nil));
-            m.put("text", c.getTextContent());
-            out.add(m);
-        }
-        return out;
     }
 
     /** The wsen:Filter as sent: dialect, text, and where its prefix is declared. */
     static Map<String, Object> filterRequest(Element body, String ns) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        List<Element> fs = descendants(body, ns, "Filter");
-        if (fs.isEmpty()) return m;
-        Element f = fs.get(0);
-        m.put("dialect", f.getAttribute("Dialect"));
-        m.put("text", f.getTextContent());
-        m.put("prefixResolvesTo", f.lookupNamespaceURI(FILTER_PREFIX));
-        m.put("declaredOn", declaredOn(f, FILTER_PREFIX));
-        return m;
-    }
-
-    /** The local name of the nearest element (self or ancestor) that declares this prefix. */
-    static String declaredOn(Element e, String prefix) {
-        String attr = prefix == null ? "xmlns" : "xmlns:" + prefix;
-        for (Node n = e; n != null && n.getNodeType() == Node.ELEMENT_NODE; n = n.getParentNode()) {
-            if (((Element) n).hasAttribute(attr)) return n.getLocalName();
-        }
-        return null;
+        return ClientSupport.expressionRequest(body, ns, "Filter", FILTER_PREFIX);
     }
 
     /** The proxy's cursor inside an EnumerationContext's content (sym:EnumerationCursor, or text). */
@@ -988,111 +612,16 @@ public final class SymphonyEnumerationClient {
         SOAPFault f = e instanceof SOAPFaultException ? ((SOAPFaultException) e).getFault() : null;
         if (f == null) return m;
         m.put("code", String.valueOf(f.getFaultCodeAsQName()));
-        List<String> subcodes = new ArrayList<>();
-        // SOAP 1.1 has no subcodes (SAAJ logs an error when asked for them there).
-        if (SOAP12_ENV.equals(f.getNamespaceURI())) {
-            Iterator<?> it = f.getFaultSubcodes();
-            while (it.hasNext()) subcodes.add(String.valueOf(it.next()));
-        }
-        m.put("subcodes", subcodes);
+        m.put("subcodes", ClientSupport.subcodes(f));
         m.put("reason", f.getFaultString());
         List<String> detail = new ArrayList<>();
         Map<String, String> fields = new LinkedHashMap<>();
-        if (f.getDetail() != null) {
-            Iterator<?> it = f.getDetail().getDetailEntries();
-            while (it.hasNext()) {
-                Object d = it.next();
-                if (d instanceof Element) {
-                    Element de = (Element) d;
-                    detail.add("{" + de.getNamespaceURI() + "}" + de.getLocalName());
-                    for (Element c : WsSecurityPolicyHandler.children(de)) fields.put(c.getLocalName(), c.getTextContent().trim());
-                }
-            }
+        for (Element de : ClientSupport.detailEntries(f)) {
+            detail.add("{" + de.getNamespaceURI() + "}" + de.getLocalName());
+            for (Element c : WsSecurityPolicyHandler.children(de)) fields.put(c.getLocalName(), c.getTextContent().trim());
         }
         m.put("detail", detail);
         m.put("detailFields", fields);
         return m;
-    }
-
-    static String describe(Throwable e) {
-        StringBuilder sb = new StringBuilder(e.getClass().getName());
-        if (e.getMessage() != null) sb.append(": ").append(e.getMessage());
-        if (e instanceof SOAPFaultException) {
-            SOAPFault f = ((SOAPFaultException) e).getFault();
-            sb.append(" [faultcode ").append(f.getFaultCodeAsQName());
-            if (SOAP12_ENV.equals(f.getNamespaceURI())) {
-                Iterator<?> it = f.getFaultSubcodes();
-                while (it.hasNext()) sb.append(", subcode ").append(it.next());
-            }
-            sb.append(']');
-        }
-        if (e.getCause() != null && e.getCause() != e) sb.append("; cause: ").append(e.getCause());
-        return sb.toString();
-    }
-
-    // ------------------------------------------------------------------------------------------------
-    // Keys and JSON (as SymphonyResourceClient; kept here so that this file compiles on its own with
-    // the handler and the suite reader).
-
-    static X509Certificate readCert(String file) throws Exception {
-        try (var in = Files.newInputStream(new File(file).toPath())) {
-            return (X509Certificate) CertificateFactory.getInstance("X.509").generateCertificate(in);
-        }
-    }
-
-    /** An unencrypted PKCS#8 PEM key ("BEGIN PRIVATE KEY"), RSA or EC. */
-    static PrivateKey readKey(String file) throws Exception {
-        String pem = new String(Files.readAllBytes(new File(file).toPath()), StandardCharsets.US_ASCII);
-        // The label is assembled so that this source holds no PEM marker a secret scanner would flag.
-        String label = "PRIVATE" + " KEY-----";
-        String begin = "-----BEGIN " + label;
-        int b = pem.indexOf(begin);
-        int e = pem.indexOf("-----END " + label);
-        if (b < 0 || e < 0) throw new IllegalArgumentException(file + " is not an unencrypted PKCS#8 PEM key");
-        byte[] der = Base64.getMimeDecoder().decode(pem.substring(b + begin.length(), e));
-        for (String alg : new String[] {"RSA", "EC"}) {
-            try {
-                return KeyFactory.getInstance(alg).generatePrivate(new PKCS8EncodedKeySpec(der));
-            } catch (java.security.spec.InvalidKeySpecException notThisOne) {
-                // try the next algorithm
-            }
-        }
-        throw new IllegalArgumentException(file + " holds neither an RSA nor an EC key");
-    }
-
-    static String json(Object v) {
-        if (v == null) return "null";
-        if (v instanceof Boolean || v instanceof Number) return v.toString();
-        if (v instanceof Map) {
-            StringBuilder sb = new StringBuilder("{");
-            for (Map.Entry<?, ?> e : ((Map<?, ?>) v).entrySet()) {
-                if (sb.length() > 1) sb.append(',');
-                sb.append(json(String.valueOf(e.getKey()))).append(':').append(json(e.getValue()));
-            }
-            return sb.append('}').toString();
-        }
-        if (v instanceof Collection) {
-            StringBuilder sb = new StringBuilder("[");
-            for (Object o : (Collection<?>) v) {
-                if (sb.length() > 1) sb.append(',');
-                sb.append(json(o));
-            }
-            return sb.append(']').toString();
-        }
-        String s = v.toString();
-        StringBuilder sb = new StringBuilder("\"");
-        for (char c : s.toCharArray()) {
-            switch (c) {
-                case '"': sb.append("\\\""); break;
-                case '\\': sb.append("\\\\"); break;
-                case '\n': sb.append("\\n"); break;
-                case '\r': sb.append("\\r"); break;
-                case '\t': sb.append("\\t"); break;
-                default:
-                    if (c < 0x20) sb.append(String.format("\\u%04x", (int) c));
-                    else sb.append(c);
-            }
-        }
-        return sb.append('"').toString();
     }
 }
