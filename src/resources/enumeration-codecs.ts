@@ -266,41 +266,34 @@ export function enumerationCodecs(encodeOutput: (item: TaskOutputItem) => string
     },
   ): [string, ElementCodec] => [`{${ns}}${local}`, { name: local, ns, decode, encode }];
 
+  /** Renew and GetStatus of one namespace: the same shapes, only Expires is named differently. */
+  const expiryOps = (version: EnumerationVersion): [string, ElementCodec][] => [
+    entry(NS[version], 'Renew', decodeContextOp(version, 'Renew')),
+    entry(NS[version], 'RenewResponse', notRead, (v) => {
+      const a = v as ExpiresAnswer;
+      return wrap(
+        version,
+        'RenewResponse',
+        expires(version, a) + (a.context ? contextXml('wsen', a.context) : ''),
+      );
+    }),
+    entry(NS[version], 'GetStatus', decodeContextOp(version, 'GetStatus')),
+    entry(NS[version], 'GetStatusResponse', notRead, (v) =>
+      wrap(version, 'GetStatusResponse', expires(version, v as ExpiresAnswer)),
+    ),
+  ];
+
   return new Map<string, ElementCodec>([
     entry(WSEN_2004, 'Enumerate', decodeEnumerate2004),
     entry(WSEN_2004, 'EnumerateResponse', notRead, (v) => enumerateResponse2004(v as PageAnswer)),
     entry(WSEN_2004, 'Pull', decodePull),
     entry(WSEN_2004, 'PullResponse', notRead, (v) => page2004(v as PageAnswer, 'PullResponse')),
-    entry(WSEN_2004, 'Renew', decodeContextOp('2004', 'Renew')),
-    entry(WSEN_2004, 'RenewResponse', notRead, (v) => {
-      const a = v as ExpiresAnswer;
-      return wrap(
-        '2004',
-        'RenewResponse',
-        expires('2004', a) + (a.context ? contextXml('wsen', a.context) : ''),
-      );
-    }),
-    entry(WSEN_2004, 'GetStatus', decodeContextOp('2004', 'GetStatus')),
-    entry(WSEN_2004, 'GetStatusResponse', notRead, (v) =>
-      wrap('2004', 'GetStatusResponse', expires('2004', v as ExpiresAnswer)),
-    ),
+    ...expiryOps('2004'),
     entry(WSEN_2004, 'Release', decodeContextOp('2004', 'Release')),
 
     entry(WSEN_2011, 'Enumerate', decodeEnumerate2011),
     entry(WSEN_2011, 'EnumerateResponse', notRead, (v) => enumerateResponse2011(v as PageAnswer)),
-    entry(WSEN_2011, 'Renew', decodeContextOp('2011', 'Renew')),
-    entry(WSEN_2011, 'RenewResponse', notRead, (v) => {
-      const a = v as ExpiresAnswer;
-      return wrap(
-        '2011',
-        'RenewResponse',
-        expires('2011', a) + (a.context ? contextXml('wsen', a.context) : ''),
-      );
-    }),
-    entry(WSEN_2011, 'GetStatus', decodeContextOp('2011', 'GetStatus')),
-    entry(WSEN_2011, 'GetStatusResponse', notRead, (v) =>
-      wrap('2011', 'GetStatusResponse', expires('2011', v as ExpiresAnswer)),
-    ),
+    ...expiryOps('2011'),
     entry(WSEN_2011, 'Release', decodeContextOp('2011', 'Release')),
     entry(WSEN_2011, 'ReleaseResponse', notRead, () => `<wsen:ReleaseResponse xmlns:wsen="${WSEN_2011}"/>`),
   ]);

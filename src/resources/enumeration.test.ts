@@ -346,6 +346,23 @@ describe('resources: WS-Enumeration of task outputs and sessions (2004/09 and 20
       await new Promise((r) => receiver?.close(r));
     });
 
+    /** A session of client-e on the second harness. */
+    async function sessionOfE(): Promise<string> {
+      const as = { headers: { [CONSUMER_HEADER]: 'client-e' } };
+      const c = await h2.post(
+        op(
+          'connect',
+          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
+        ),
+        as,
+      );
+      const s = await h2.post(
+        op('createSession', `<sym:connectionId>${c.pick('connectionId')!}</sym:connectionId>`),
+        as,
+      );
+      return s.pick('sessionId')!;
+    }
+
     const enumerateWithEndTo = (sessionId: string, address: string): Promise<CallResult> =>
       h2.post(
         `<wsen:Enumerate ${E11}><wsen:NewContext><wsen:EndTo><wsa:Address xmlns:wsa="http://www.w3.org/2005/08/addressing">${address}</wsa:Address>` +
@@ -355,23 +372,8 @@ describe('resources: WS-Enumeration of task outputs and sessions (2004/09 and 20
       );
 
     it('an expired context sends one EnumerationEnd to its allowed EndTo, from whichever proxy sweeps', async () => {
-      const { sessionId } = await h2.openSession();
-      // The harness's own session belongs to the anonymous consumer: use one of client-e's.
-      void sessionId;
-      const c = await h2.post(
-        op(
-          'connect',
-          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
-        ),
-        { headers: { [CONSUMER_HEADER]: 'client-e' } },
-      );
-      const s = await h2.post(
-        op('createSession', `<sym:connectionId>${c.pick('connectionId')!}</sym:connectionId>`),
-        {
-          headers: { [CONSUMER_HEADER]: 'client-e' },
-        },
-      );
-      const e = await enumerateWithEndTo(s.pick('sessionId')!, `http://127.0.0.1:${port}/end`);
+      const sessionId = await sessionOfE();
+      const e = await enumerateWithEndTo(sessionId, `http://127.0.0.1:${port}/end`);
       expect(e.code, e.answer.body).to.equal(undefined);
       const reaper = new Reaper(h2.store, h2.router, h2.lifetimes, h2.metrics, {
         sweepIntervalMs: 1000,
@@ -392,26 +394,14 @@ describe('resources: WS-Enumeration of task outputs and sessions (2004/09 and 20
     });
 
     it('refuses an EndTo at a host that is not allowed, or not http(s), with UnusableEPR', async () => {
-      const c = await h2.post(
-        op(
-          'connect',
-          '<sym:applicationName>echo</sym:applicationName><sym:username>u</sym:username><sym:password>p</sym:password>',
-        ),
-        { headers: { [CONSUMER_HEADER]: 'client-e' } },
-      );
-      const s = await h2.post(
-        op('createSession', `<sym:connectionId>${c.pick('connectionId')!}</sym:connectionId>`),
-        {
-          headers: { [CONSUMER_HEADER]: 'client-e' },
-        },
-      );
+      const sessionId = await sessionOfE();
       for (const address of [
         'http://10.0.0.1/end',
         'http://localhost:1/end',
         'file:///etc/passwd',
         'not a url',
       ]) {
-        const r = await enumerateWithEndTo(s.pick('sessionId')!, address);
+        const r = await enumerateWithEndTo(sessionId, address);
         expect(r.code, address).to.equal('SSP_ENUMERATION_ENDTO_REFUSED');
         expect(r.answer.body).to.contain('wsen:UnusableEPR');
       }
