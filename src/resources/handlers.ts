@@ -142,7 +142,7 @@ export function resourceHandlers(deps: OperationDeps): {
     }),
 
     GetResourceProperty: resourceOp(false, async (args, ctx) => {
-      // Checked before the grid is asked: a misspelt name costs no grid call.
+      // Ownership first (snapshot), so that a foreign resource is never told apart by its names.
       const doc = await snapshot(ctx);
       return { items: pick(doc, args.property) };
     }),
