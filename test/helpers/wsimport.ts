@@ -155,30 +155,41 @@ export async function startDevProxy(dir: string, env: NodeJS.ProcessEnv = {}): P
     await stopChild(child, 'SIGINT');
     clearTimeout(killer);
   };
-  let banner = '';
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('serve --dev did not start within 45 s')), 45_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`serve --dev exited with ${code}: ${stderr}`));
-      });
-      let at = '';
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        banner += `${line}\n`;
-        const m = /listening on (\S+)/.exec(line);
-        if (m) at = m[1]!;
-        if (line.includes('WS-Security:') && at) {
-          clearTimeout(timer);
-          resolve(at);
-        }
-      });
-    });
+    const { url, banner } = await devBanner(child, () => stderr);
     return { url, banner, stderr: () => stderr, stop };
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+/**
+ * Waits for `serve --dev` to print its banner: the SOAP address, then the WS-Security line that
+ * ends it. Rejects if the process exits first (with its stderr, when kept) or after 45 s.
+ */
+export function devBanner(
+  child: ChildProcess,
+  stderr: () => string = () => '',
+): Promise<{ url: string; banner: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve --dev did not start within 45 s')), 45_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve --dev exited with ${code}${stderr() ? `: ${stderr()}` : ''}`));
+    });
+    let banner = '';
+    let at = '';
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      banner += `${line}\n`;
+      const m = /listening on (\S+)/.exec(line);
+      if (m) at = m[1]!;
+      if (line.includes('WS-Security:') && at) {
+        clearTimeout(timer);
+        resolve({ url: at, banner });
+      }
+    });
+  });
 }
 
 /**

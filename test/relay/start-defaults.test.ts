@@ -4,12 +4,12 @@
  * WS-SecurityPolicy promises, or a policy-enforcing client (WSS4J/CXF, a JAX-WS handler)
  * refuses every one of them.
  */
+import { devBanner } from '../helpers/wsimport';
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { DEFAULT_DEV_CERTS_DIR } from '../../src/commands/certs';
 import { DEV_PKI_FILES } from '../../src/commands/dev-pki';
 import { stopChild } from '../../src/server/embedded-grid';
@@ -66,21 +66,7 @@ describe('npm start defaults: responses are signed as the served WSDL promises',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const started = child;
-    url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('serve --dev did not start within 45 s')), 45_000);
-      started.once('exit', (code) => reject(new Error(`serve --dev exited with ${code}`)));
-      let at = '';
-      createInterface({ input: started.stdout! }).on('line', (line) => {
-        banner += `${line}\n`;
-        const m = /listening on (\S+)/.exec(line);
-        if (m) at = m[1]!;
-        if (line.includes('WS-Security:') && at) {
-          clearTimeout(timer);
-          resolve(at);
-        }
-      });
-    });
+    ({ url, banner } = await devBanner(child));
   });
 
   after(async () => {
