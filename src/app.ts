@@ -11,6 +11,7 @@ import { startPolicies } from './components/policy';
 import { Resources } from './components/resources';
 import { loadSecurity, type CrlReload } from './components/security';
 import { openStore } from './components/store';
+import { startNotifications } from './components/notifications';
 import type { ProxyConfig } from './config';
 import { Lifetimes } from './lifetime/lifetimes';
 import { Reaper } from './lifetime/reaper';
@@ -73,9 +74,21 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
   const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage(), (kind, app) =>
     policies?.current.idleMs(kind, app),
   );
+  const notifications = startNotifications(
+    config,
+    store,
+    router,
+    security.signer,
+    contract.encodeOutput,
+    metrics,
+    audit,
+    res,
+  );
   const reaper = new Reaper(store, router, lifetimes, metrics, {
     ...config.lifetime,
     endEnumeration: enumerationEnder(store, security.write),
+    endNotificationResource: notifications.endExpired,
+    notifier: notifications.notifier,
   });
   const xpath = res.add('XPath query engine', new XPathEngine(), (e) => e.close());
   reaper.start();
@@ -100,6 +113,8 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
       },
       enumeration: config.enumeration,
       encodeOutput: contract.encodeOutput,
+      notifier: notifications.notifier,
+      notifications: { limits: notifications.limits, destinations: notifications.destinations },
     }),
   );
   const sec = config.security;
@@ -135,6 +150,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
       details: () => router.links().map((l) => `grid link ${l.cluster}: ${l.describe}`),
       registry: metrics.registry,
       policies,
+      deadLetters: (max) => store.listDeadLetters(max),
     },
     res,
   );

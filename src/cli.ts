@@ -39,6 +39,10 @@ async function serve(argv: string[]): Promise<void> {
         responseSigning: { certFile: pki.files.proxySigningRsa, keyFile: pki.files.proxySigningRsaKey },
       },
       grid: { embedded: true },
+      // A consumer on this machine (a JAX-WS Endpoint.publish, say) may receive notifications.
+      notifications: {
+        destinations: [{ consumer: '*', hosts: ['localhost', '127.0.0.1', '::1'], allowHttp: true }],
+      },
     };
   }
   const config = loadConfig(values.config, process.env, base);

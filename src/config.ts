@@ -302,6 +302,77 @@ export const configSchema = z
         endToHosts: z.array(z.string().min(1)).default([]),
       })
       .prefault({}),
+    /** WS-BaseNotification: subscriptions, push delivery and pull points (see docs/operations.md). */
+    notifications: z
+      .strictObject({
+        /** Lifetime of a subscription whose Subscribe asks for none. */
+        defaultSubscriptionMs: z.number().int().min(1000).default(3_600_000),
+        /** Longest lifetime granted (a longer or nil request gets this). */
+        maxSubscriptionMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(7 * 86_400_000),
+        maxSubscriptionsPerConsumer: z.number().int().min(0).default(100),
+        maxPullPointsPerConsumer: z.number().int().min(0).default(10),
+        /** A pull point nobody calls GetMessages on for this long ends. */
+        pullPointIdleMs: z.number().int().min(1000).default(600_000),
+        /** Most messages in one GetMessagesResponse, whatever MaximumNumber asks. */
+        maxMessagesPerPull: z.number().int().min(1).max(10_000).default(1000),
+        /** Undelivered messages kept per subscription or pull point; beyond it new ones are dropped and counted. */
+        queueMaxMessages: z.number().int().min(1).default(100_000),
+        /** A task output up to this many characters travels in its notification; a larger one waits for fetchTaskOutput. */
+        inlineOutputMaxChars: z.number().int().min(0).default(65_536),
+        /** Hosts and networks each consumer may name as a ConsumerReference (none: pull points only). */
+        destinations: z
+          .array(
+            z.strictObject({
+              consumer: z.string().min(1),
+              hosts: z.array(z.string().min(1)).min(1),
+              allowHttp: z.boolean().default(false),
+            }),
+          )
+          .default([]),
+        delivery: z
+          .strictObject({
+            /** Notify calls in flight per proxy, over all consumers. */
+            senders: z.number().int().min(1).max(10_000).default(64),
+            /** Notify calls in flight per proxy to one consumer host: one slow consumer cannot take every sender. */
+            perHost: z.number().int().min(1).max(1000).default(4),
+            /** Most messages in one Notify. */
+            batchMax: z.number().int().min(1).max(10_000).default(100),
+            timeoutMs: z.number().int().min(100).default(10_000),
+            /** Backoff after a failure: a random delay up to min(retryCapMs, retryBaseMs × 2^attempts). */
+            retryBaseMs: z.number().int().min(1).default(1000),
+            retryCapMs: z.number().int().min(1).default(300_000),
+            /** After this many failed attempts the messages go to the dead letters. */
+            maxAttempts: z.number().int().min(1).default(12),
+            /** A consumer that refuses a message (a 4xx other than 408/429) is given up on sooner. */
+            clientErrorAttempts: z.number().int().min(1).default(3),
+            /** A message older than this goes to the dead letters instead of being sent. */
+            maxAgeMs: z.number().int().min(1000).default(86_400_000),
+            /** How long a proxy holds a subscription it delivers for; if it dies, another takes over after this. */
+            claimLeaseMs: z.number().int().min(500).default(15_000),
+            /** How often each proxy looks for subscriptions with messages due. */
+            pollMs: z.number().int().min(5).max(60_000).default(100),
+            /** For https consumers: CA bundle to trust, and a client certificate for mutual TLS. */
+            caFile: z.string().optional(),
+            certFile: z.string().optional(),
+            keyFile: z.string().optional(),
+          })
+          .prefault({}),
+        watch: z
+          .strictObject({
+            /** Long-poll time of the grid fetch that collects a subscribed session's outputs. */
+            waitMs: z.number().int().min(100).max(60_000).default(5000),
+            /** How long a proxy holds a watched session; if it dies, another takes over after this. */
+            leaseMs: z.number().int().min(1000).default(15_000),
+            /** Sessions one proxy watches at once. */
+            maxSessions: z.number().int().min(1).max(100_000).default(1000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     lifetime: z
       .object({
         /** An unused session is closed on the grid this long after its last call; 0: never. */

@@ -11,6 +11,7 @@ import { createSoapServer, DrainGate } from '../server/soap-server';
 import { wsdlDocuments } from '../server/wsdl-serving';
 import type { Contract } from '../soap/wsdl';
 import type { Resources } from './resources';
+import type { DeadLetter } from '../store/notification-store';
 
 export interface SoapListener {
   server: http.Server | https.Server;
@@ -66,6 +67,7 @@ export async function startAdminListener(
     details(): string[];
     registry: Registry;
     policies: PolicyManager | null;
+    deadLetters?: (max: number) => Promise<DeadLetter[]>;
   },
   res: Resources,
 ): Promise<string | null> {
@@ -77,6 +79,7 @@ export async function startAdminListener(
     details: probes.details,
     registry: probes.registry,
     ...(pm ? { reloadPolicy: () => pm.reload('admin') } : {}),
+    ...(probes.deadLetters ? { deadLetters: probes.deadLetters } : {}),
     ...(token ? { token } : {}),
   });
   const server = http.createServer(app);

@@ -40,7 +40,22 @@ export type StandardFault =
   | 'wsrf-rp:QueryEvaluationErrorFault'
   | 'wsrf-rl:ResourceNotDestroyedFault'
   | 'wsrf-rl:UnableToSetTerminationTimeFault'
-  | 'wsrf-rl:TerminationTimeChangeRejectedFault';
+  | 'wsrf-rl:TerminationTimeChangeRejectedFault'
+  | 'wsnt:SubscribeCreationFailedFault'
+  | 'wsnt:InvalidFilterFault'
+  | 'wsnt:TopicExpressionDialectUnknownFault'
+  | 'wsnt:InvalidTopicExpressionFault'
+  | 'wsnt:TopicNotSupportedFault'
+  | 'wsnt:UnacceptableInitialTerminationTimeFault'
+  | 'wsnt:UnrecognizedPolicyRequestFault'
+  | 'wsnt:UnsupportedPolicyRequestFault'
+  | 'wsnt:UnacceptableTerminationTimeFault'
+  | 'wsnt:UnableToDestroySubscriptionFault'
+  | 'wsnt:PauseFailedFault'
+  | 'wsnt:ResumeFailedFault'
+  | 'wsnt:UnableToCreatePullPointFault'
+  | 'wsnt:UnableToGetMessagesFault'
+  | 'wsnt:UnableToDestroyPullPointFault';
 
 interface CatalogueEntry {
   /** HTTP status for SOAP 1.2; SOAP 1.1 faults always use 500 (WS-I BP R1126) unless transport-level. */
@@ -328,6 +343,97 @@ export const CATALOGUE = {
     retryable: false,
     hint: 'the operator manages lifetimes here (lifetime.clientTerminationTimes: false); use Destroy to end the resource now',
   },
+  SSP_SUBSCRIPTION_UNKNOWN: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsrf-r:ResourceUnknownFault',
+    retryable: false,
+    hint: 'send the request to the Address of the endpoint reference that Subscribe or CreatePullPoint returned; an ended subscription or pull point is gone for good (subscribe again)',
+  },
+  SSP_SUBSCRIBE_FAILED: {
+    status: 503,
+    side: 'Receiver',
+    detail: 'wsnt:SubscribeCreationFailedFault',
+    retryable: true,
+    hint: 'the subscription could not be recorded; send Subscribe again',
+  },
+  SSP_CONSUMER_REFUSED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:SubscribeCreationFailedFault',
+    retryable: false,
+    hint: 'a ConsumerReference may only name an http(s) address the operator allows for you (notifications.destinations), or one of your pull points; create a pull point (…/pullpoints) if you cannot receive calls',
+  },
+  SSP_SUBSCRIPTION_QUOTA: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:SubscribeCreationFailedFault',
+    retryable: false,
+    hint: 'you hold as many subscriptions or pull points as allowed (notifications.maxSubscriptionsPerConsumer, maxPullPointsPerConsumer); Unsubscribe or DestroyPullPoint ones you no longer need',
+  },
+  SSP_INVALID_FILTER: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:InvalidFilterFault',
+    retryable: false,
+    hint: 'filter by one wsnt:TopicExpression (Simple or Concrete dialect); message-content and producer-properties filters are not offered',
+  },
+  SSP_TOPIC_DIALECT_UNKNOWN: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:TopicExpressionDialectUnknownFault',
+    retryable: false,
+    hint: 'use the dialect http://docs.oasis-open.org/wsn/t-1/TopicExpression/Simple or …/Concrete',
+  },
+  SSP_INVALID_TOPIC_EXPRESSION: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:InvalidTopicExpressionFault',
+    retryable: false,
+    hint: 'write one topic as prefix:Name (Concrete: prefix:Name/Child), with the prefix bound to http://soapproxy.symphony/v1 on the TopicExpression',
+  },
+  SSP_TOPIC_NOT_SUPPORTED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:TopicNotSupportedFault',
+    retryable: false,
+    hint: 'subscribe to a topic this producer publishes: the fault names them; the README lists what each carries',
+  },
+  SSP_INITIAL_TERMINATION_INVALID: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:UnacceptableInitialTerminationTimeFault',
+    retryable: false,
+    hint: 'ask for a time in the future or a positive duration (for example PT1H); a longer one than allowed is cut to the maximum, which the response states',
+  },
+  SSP_RENEW_TERMINATION_INVALID: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:UnacceptableTerminationTimeFault',
+    retryable: false,
+    hint: 'ask for a time in the future or a positive duration (for example PT1H); a longer one than allowed is cut to the maximum, which the response states',
+  },
+  SSP_POLICY_UNRECOGNIZED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:UnrecognizedPolicyRequestFault',
+    retryable: false,
+    hint: 'send no SubscriptionPolicy: the proxy offers none',
+  },
+  SSP_POLICY_UNSUPPORTED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:UnsupportedPolicyRequestFault',
+    retryable: false,
+    hint: 'notifications are always wrapped in wsnt:Notify (signed, with a sequence number); send no UseRaw',
+  },
+  SSP_GET_MESSAGES_REFUSED: {
+    status: 400,
+    side: 'Sender',
+    detail: 'wsnt:UnableToGetMessagesFault',
+    retryable: false,
+    hint: 'sym:Ack names a message never handed out; echo the last value of sym:Batch from the previous GetMessagesResponse, or send no sym:Ack',
+  },
   SSP_ENUMERATION_CONTEXT_INVALID: {
     // Receiver, as WS-Enumeration defines it; the SOAP 1.2 HTTP binding sends that with 500.
     status: 500,
@@ -466,6 +572,7 @@ export class GatewayError extends Error {
   readonly retryAfterSeconds: number | undefined;
   readonly subcode: FaultSubcode | undefined;
   readonly extraDetail: string | undefined;
+  readonly faultExtension: string | undefined;
 
   constructor(
     code: ErrorCodeName,
@@ -478,6 +585,8 @@ export class GatewayError extends Error {
       subcode?: FaultSubcode;
       /** More detail elements, after ours (for example WS-Enumeration's SupportedDialect). */
       extraDetail?: string;
+      /** Children a standard's fault type adds after the BaseFault ones (WS-BaseNotification's MinimumTime). */
+      faultExtension?: string;
     } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -493,6 +602,7 @@ export class GatewayError extends Error {
     this.retryAfterSeconds = opts.retryAfterSeconds ?? (entry.retryable ? 1 : undefined);
     this.subcode = opts.subcode;
     this.extraDetail = opts.extraDetail;
+    this.faultExtension = opts.faultExtension;
   }
 }
 

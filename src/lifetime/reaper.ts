@@ -10,6 +10,7 @@ import { GatewayError } from '../errors/catalogue';
 import { log } from '../log';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { StateStore } from '../store/store';
+import type { Notifier } from '../notifications/notifier';
 import { parseResourceKey, type Lifetimes } from './lifetimes';
 
 export interface ReaperOptions {
@@ -23,6 +24,10 @@ export interface ReaperOptions {
   batch?: number;
   /** Ends an expired enumeration context (`enumeration:{id}` entries): EnumerationEnd to its EndTo. */
   endEnumeration?: (id: string) => Promise<string>;
+  /** Ends a subscription or pull point whose time came (`subscription:{id}`, `pullpoint:{id}` entries). */
+  endNotificationResource?: (key: string) => Promise<string>;
+  /** Tells subscribers that a session or connection ended or was detached. */
+  notifier?: Notifier;
 }
 
 /** How long stop() waits for a grid call in flight before it leaves the claim to lapse. */
@@ -101,6 +106,21 @@ export class Reaper {
       }
       return 'gone';
     }
+    if (
+      (key.startsWith('subscription:') || key.startsWith('pullpoint:')) &&
+      this.opts.endNotificationResource
+    ) {
+      try {
+        const outcome = await this.opts.endNotificationResource(key);
+        this.metrics?.terminations.inc({ kind: key.slice(0, key.indexOf(':')), cause: 'expired', outcome });
+      } catch (e) {
+        log.warn('could not end an expired subscription or pull point; another sweep will try', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+        return 'retry';
+      }
+      return 'gone';
+    }
     const r = parseResourceKey(key);
     if (!r) {
       log.warn('unknown entry in the termination schedule dropped', { key });
@@ -111,11 +131,17 @@ export class Reaper {
     try {
       // A time its client set (SetTerminationTime) ends the resource for good, as WS-RL says.
       cause = (await this.store.terminationSetByClient(key)) ? 'scheduled' : 'idle';
-      const [outcome, application] =
+      const [outcome, application, connectionId] =
         r.kind === 'session'
           ? await this.endSession(r.id, timing, cause === 'scheduled')
           : await this.endConnection(r.id, timing);
       this.metrics?.terminations.inc({ kind: r.kind, cause, outcome });
+      const endCause = outcome === 'gone' ? 'gone' : cause;
+      const notifier = this.opts.notifier;
+      if (notifier && r.kind === 'session') {
+        if (outcome === 'detached') await notifier.sessionState(r.id, connectionId, 'Detached');
+        else await notifier.sessionEnded(r.id, connectionId, endCause);
+      } else if (notifier) await notifier.connectionEnded(r.id, endCause);
       // Ended: nothing of it stays in the schedule (a detached session was scheduled again).
       // Lifetimes.ended logs a store failure itself: the reaper finds no record next time.
       if (outcome !== 'detached') {
@@ -138,9 +164,9 @@ export class Reaper {
     id: string,
     timing: { gridMs: number },
     destroy: boolean,
-  ): Promise<[Outcome, string | undefined]> {
+  ): Promise<[Outcome, string | undefined, string | undefined]> {
     const rec = await this.store.getSession(id);
-    if (!rec) return ['gone', undefined];
+    if (!rec) return ['gone', undefined, undefined];
     const detach = !destroy && this.opts.onSessionExpiry === 'detach';
     try {
       await this.router.call(timing, rec.cluster, 'closeSession', {
@@ -150,15 +176,15 @@ export class Reaper {
     } catch (e) {
       if (!(e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION')) throw e;
       await this.forgetSession(id);
-      return ['gone', rec.application];
+      return ['gone', rec.application, rec.connectionId];
     }
     if (detach) {
       // Kept for its owner's openSession; if nobody comes back, the next period finds it gone.
       await this.lifetimes.started('session', id, rec.application);
-      return ['detached', rec.application];
+      return ['detached', rec.application, rec.connectionId];
     }
     await this.forgetSession(id);
-    return ['destroyed', rec.application];
+    return ['destroyed', rec.application, rec.connectionId];
   }
 
   private async forgetSession(id: string): Promise<void> {
@@ -169,7 +195,7 @@ export class Reaper {
   private async endConnection(
     id: string,
     timing: { gridMs: number },
-  ): Promise<[Outcome, string | undefined]> {
+  ): Promise<[Outcome, string | undefined, undefined?]> {
     const rec = await this.store.getConnection(id);
     if (!rec) return ['gone', undefined];
     try {

@@ -27,6 +27,10 @@ export class ProxyMetrics {
   readonly applicationCalls: Counter<'application' | 'operation' | 'outcome'>;
   readonly resourcesOpened: Counter<'kind' | 'application'>;
   readonly resourcesEnded: Counter<'kind' | 'application' | 'cause'>;
+  readonly notificationsQueued: Counter<'result'>;
+  readonly notificationsSent: Counter<'outcome'>;
+  readonly notifySeconds: Histogram;
+  readonly outputsCollected: Counter;
 
   constructor(gridStatus: () => { cluster: string; connected: number }[]) {
     const registers = [this.registry];
@@ -118,6 +122,29 @@ export class ProxyMetrics {
       name: 'ssp_resources_ended_total',
       help: 'Connections and sessions ended through this proxy, by kind, application and cause (client: closed or destroyed by its client; idle: its idle lease ran out; scheduled: the termination time its client set came; gone: the grid no longer knew it)',
       labelNames: ['kind', 'application', 'cause'],
+      registers,
+    });
+    this.notificationsQueued = new Counter({
+      name: 'ssp_notifications_queued_total',
+      help: 'Notification messages published to subscriptions (queued), or not (dropped: a queue was full; failed: the store could not take them)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.notificationsSent = new Counter({
+      name: 'ssp_notifications_sent_total',
+      help: 'Notification messages sent by this proxy in Notify calls, by outcome (delivered, retry: the attempt failed and will be repeated, dead: moved to the dead letters)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.notifySeconds = new Histogram({
+      name: 'ssp_notify_seconds',
+      help: 'Time of one Notify call to a consumer, answered or not',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.outputsCollected = new Counter({
+      name: 'ssp_notification_outputs_collected_total',
+      help: 'Task outputs collected from the grid for subscribed sessions',
       registers,
     });
   }

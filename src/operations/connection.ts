@@ -113,11 +113,13 @@ export function connectionHandlers(deps: OperationDeps): {
         if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_CONNECTION') {
           await store.deleteConnection(args.connectionId);
           await lifetimes.ended('connection', args.connectionId, rec.application, 'gone');
+          await deps.notifier?.connectionEnded(args.connectionId, 'gone');
         }
         throw e;
       }
       await store.deleteConnection(args.connectionId);
       await lifetimes.ended('connection', args.connectionId, rec.application, 'client');
+      await deps.notifier?.connectionEnded(args.connectionId, 'client');
       return {};
     },
   };

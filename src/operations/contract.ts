@@ -2,6 +2,7 @@
 import type { TaskOutputItem } from '../pipeline/operation';
 import { wsrfCodecs } from '../resources/codecs';
 import { enumerationCodecs } from '../resources/enumeration-codecs';
+import { notificationCodecs } from '../notifications/codecs';
 import type { ElementCodec } from '../soap/schema';
 import { defaultWsdlPath, loadContract, type Contract } from '../soap/wsdl';
 
@@ -16,7 +17,7 @@ export function loadProxyContract(root: string): ProxyContract {
   const encodeOutput = (item: TaskOutputItem): string => late.output!.encode(item);
   const contract = loadContract(
     defaultWsdlPath(root),
-    new Map([...wsrfCodecs(), ...enumerationCodecs(encodeOutput)]),
+    new Map([...wsrfCodecs(), ...enumerationCodecs(encodeOutput), ...notificationCodecs()]),
   );
   late.output = contract.schema.codec('Output');
   return { ...contract, encodeOutput };

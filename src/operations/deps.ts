@@ -5,6 +5,9 @@ import type { XPathEngine } from '../resources/xpath/xpath-engine';
 import type { PublicAddress } from '../server/endpoint-url';
 import type { EnumerationConfig } from '../resources/enumeration';
 import type { TaskOutputItem } from '../pipeline/operation';
+import type { Destinations } from '../notifications/destinations';
+import type { Notifier } from '../notifications/notifier';
+import type { NotificationLimits } from '../notifications/handlers';
 
 /** What the operation handlers need; built once at start and shared by all requests. */
 export interface OperationDeps {
@@ -28,6 +31,10 @@ export interface OperationDeps {
     /** false: clients may not set termination times (TerminationTimeChangeRejectedFault). */
     clientTerminationTimes?: boolean;
   };
+  /** WS-BaseNotification bounds and allowed destinations (defaults: no destinations, pull points only). */
+  notifications?: { limits: NotificationLimits; destinations: Destinations };
+  /** Publishes session and connection events to subscribers; absent: nothing is published. */
+  notifier?: Notifier;
   reliability: {
     clientKeyTtlMs: number;
     maxLeaseMs: number;

@@ -97,6 +97,7 @@ export function sessionHandlers(deps: OperationDeps): {
       });
       await store.putSession(reply.sessionId, sessionOf(conn, ctx, args.connectionId));
       await lifetimes.started('session', reply.sessionId, conn.application, prev === undefined);
+      await deps.notifier?.sessionState(reply.sessionId, args.connectionId, 'Open');
       return sessionAnswer(deps, ctx, reply.sessionId);
     },
 
@@ -111,6 +112,7 @@ export function sessionHandlers(deps: OperationDeps): {
           await store.deleteSession(args.sessionId);
           await store.dropOutputs(args.sessionId);
           await lifetimes.ended('session', args.sessionId, rec.application, 'gone');
+          await deps.notifier?.sessionEnded(args.sessionId, rec.connectionId, 'gone');
         }
         throw e;
       }
@@ -121,7 +123,8 @@ export function sessionHandlers(deps: OperationDeps): {
         await store.deleteSession(args.sessionId);
         await store.dropOutputs(args.sessionId);
         await lifetimes.ended('session', args.sessionId, rec.application, 'client');
-      }
+        await deps.notifier?.sessionEnded(args.sessionId, rec.connectionId, 'client');
+      } else await deps.notifier?.sessionState(args.sessionId, rec.connectionId, 'Detached');
       return {};
     },
 

@@ -18,6 +18,19 @@ import { resourceHandlers } from '../resources/handlers';
 import { enumerationHandlers } from '../resources/enumeration';
 import type { PageAnswer } from '../resources/enumeration-codecs';
 import type { TaskOutputItem } from '../pipeline/operation';
+import { notificationHandlers, type NotificationLimits } from '../notifications/handlers';
+import { Destinations } from '../notifications/destinations';
+
+/** Without configured notifications (embedders, tests): pull points only, modest bounds. */
+const DEFAULT_NOTIFICATION_LIMITS: NotificationLimits = {
+  defaultSubscriptionMs: 3_600_000,
+  maxSubscriptionMs: 7 * 86_400_000,
+  maxSubscriptionsPerConsumer: 100,
+  maxPullPointsPerConsumer: 10,
+  pullPointIdleMs: 600_000,
+  maxMessagesPerPull: 1000,
+  queueMaxMessages: 100_000,
+};
 
 export type OperationTable = Record<string, OperationSpec<DecodedFields, unknown>>;
 
@@ -40,6 +53,13 @@ export function operationTable(deps: OperationDeps): OperationTable {
   // Sessions and connections as WS-Resources share their operations: the address tells which.
   const resources = ['SessionResourcePortType', 'ConnectionResourcePortType'] as const;
   const reading = { remembered: false, rerunOnResend: always };
+  const wsn = notificationHandlers({
+    store: deps.store,
+    lifetimes: deps.lifetimes,
+    destinations: deps.notifications?.destinations ?? new Destinations([]),
+    limits: deps.notifications?.limits ?? DEFAULT_NOTIFICATION_LIMITS,
+    ...(deps.publicAddress ? { publicAddress: deps.publicAddress } : {}),
+  });
   return {
     // Connection: a second connect would open a second grid connection, so a resend is refused.
     connect: operation({
@@ -161,12 +181,60 @@ export function operationTable(deps: OperationDeps): OperationTable {
       handler: enumeration.Pull,
       traits: { remembered: false, rerunOnResend: always, taskOutputs: pageOutputs },
     }),
-    Renew: operation({ portType: sources, handler: enumeration.Renew, traits: reading }),
+    // WS-Enumeration's and WS-BaseNotification's Renew share the name; the Body's element tells
+    // them apart (each decodes to its own shape), and so does the port type it belongs to.
+    Renew: operation({
+      portType: [...sources, 'SubscriptionManagerPortType'],
+      handler: (args: DecodedFields, ctx): Promise<unknown> =>
+        ctx.operation.portType === 'SubscriptionManagerPortType'
+          ? wsn.Renew(args as unknown as Parameters<typeof wsn.Renew>[0], ctx)
+          : enumeration.Renew(args as unknown as Parameters<typeof enumeration.Renew>[0], ctx),
+      traits: reading,
+    }),
     GetStatus: operation({ portType: sources, handler: enumeration.GetStatus, traits: reading }),
     Release: operation({
       portType: sources,
       handler: enumeration.Release,
       traits: { remembered: false, rerunOnResend: always, releases: true },
+    }),
+
+    // WS-BaseNotification. A Subscribe creates a subscription each time it runs, so its answer is
+    // remembered and a signed resend without a client key is refused, like connect.
+    Subscribe: operation({
+      portType: 'NotificationProducerPortType',
+      handler: wsn.Subscribe,
+      traits: { remembered: true, rerunOnResend: never },
+    }),
+    Unsubscribe: operation({
+      portType: 'SubscriptionManagerPortType',
+      handler: wsn.Unsubscribe,
+      traits: { remembered: true, rerunOnResend: never, releases: true },
+    }),
+    PauseSubscription: operation({
+      portType: 'SubscriptionManagerPortType',
+      handler: wsn.PauseSubscription,
+      traits: reading,
+    }),
+    ResumeSubscription: operation({
+      portType: 'SubscriptionManagerPortType',
+      handler: wsn.ResumeSubscription,
+      traits: reading,
+    }),
+    CreatePullPoint: operation({
+      portType: 'CreatePullPointPortType',
+      handler: wsn.CreatePullPoint,
+      traits: { remembered: true, rerunOnResend: never },
+    }),
+    // Acknowledges the previous batch: a resend would acknowledge one its sender never saw.
+    GetMessages: operation({
+      portType: 'PullPointPortType',
+      handler: wsn.GetMessages,
+      traits: { remembered: false, rerunOnResend: (a: { ack?: number }) => a.ack !== undefined },
+    }),
+    DestroyPullPoint: operation({
+      portType: 'PullPointPortType',
+      handler: wsn.DestroyPullPoint,
+      traits: { remembered: true, rerunOnResend: never, releases: true },
     }),
   };
 }

@@ -31,7 +31,7 @@ function checkedOutput(p: Payload | undefined): { value?: PayloadValue; problem?
 }
 
 /** Outputs travel through the store as JSON, binary payloads as base64. */
-function serializeOutput(o: TaskOutput): StoredOutput {
+export function serializeOutput(o: TaskOutput): StoredOutput {
   const p = o.payload;
   const payload =
     p === undefined

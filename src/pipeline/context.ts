@@ -24,9 +24,12 @@ export interface Consumer {
   fingerprint256?: string;
 }
 
-/** What a resource address below the service path names: `…/sessions/{id}`, `…/connections/{id}`. */
+/**
+ * What a resource address below the service path names: `…/sessions/{id}`, `…/connections/{id}`,
+ * and the notification resources `…/subscriptions/{id}` and `…/pullpoints/{id}`.
+ */
 export interface AddressedResource {
-  kind: 'session' | 'connection';
+  kind: 'session' | 'connection' | 'subscription' | 'pullpoint';
   /** Absent at the template addresses `…/sessions` and `…/connections`. */
   id: string | undefined;
 }

@@ -39,6 +39,13 @@ const ALL = [
   'Renew',
   'GetStatus',
   'Release',
+  'Subscribe',
+  'Unsubscribe',
+  'PauseSubscription',
+  'ResumeSubscription',
+  'CreatePullPoint',
+  'GetMessages',
+  'DestroyPullPoint',
 ];
 
 function table(): OperationTable {
@@ -74,8 +81,9 @@ describe('pipeline/operation: binding the WSDL to the operation table', () => {
   it('binds every operation of the WSDL, keyed by request element, with their handlers and traits', () => {
     const t = table();
     const bound = bindOperations(contract.operations, t);
-    // WS-Enumeration's Enumerate, Renew, GetStatus and Release exist in two namespaces.
-    expect(bound.size).to.equal(ALL.length + 4);
+    // WS-Enumeration's Enumerate, Renew, GetStatus and Release exist in two namespaces, and
+    // WS-BaseNotification has a Renew of its own.
+    expect(bound.size).to.equal(ALL.length + 5);
     expect([...new Set([...bound.values()].map((o) => o.name))].sort()).to.deep.equal([...ALL].sort());
     for (const [qname, o] of bound) {
       expect(qname).to.equal(`{${o.request.ns}}${o.request.name}`);
@@ -167,6 +175,15 @@ describe('pipeline/operation: binding the WSDL to the operation table', () => {
       ['Renew', false, true, true, false, false, false],
       ['GetStatus', false, true, true, false, false, false],
       ['Release', false, true, true, true, false, false],
+      // A Subscribe or CreatePullPoint run twice makes two: a resend gets the remembered answer.
+      ['Subscribe', true, false, false, false, false, false],
+      ['Unsubscribe', true, false, false, true, false, false],
+      ['PauseSubscription', false, true, true, false, false, false],
+      ['ResumeSubscription', false, true, true, false, false, false],
+      ['CreatePullPoint', true, false, false, false, false, false],
+      // Without sym:Ack it acknowledges the previous batch: a resend would lose one (see the next rows).
+      ['GetMessages', false, false, false, false, false, false],
+      ['DestroyPullPoint', true, false, false, true, false, false],
     ];
 
     it('covers every operation of the WSDL', () => {
@@ -185,6 +202,12 @@ describe('pipeline/operation: binding the WSDL to the operation table', () => {
         expect(t.taskOutputs !== undefined, 'taskOutputs').to.equal(outputs);
       });
     }
+
+    it('GetMessages may be rerun on a resend only when it names its acknowledgement (sym:Ack)', () => {
+      const t = get('GetMessages').traits;
+      expect(t.rerunOnResend({ ack: 3 }, false)).to.equal(true);
+      expect(t.rerunOnResend({}, true)).to.equal(false);
+    });
 
     it('fetchTaskOutput may be rerun on a resend only when it is leased and keyed', () => {
       const o = get('fetchTaskOutput');

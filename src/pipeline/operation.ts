@@ -34,7 +34,11 @@ export type PortType =
   | 'SessionResourcePortType'
   | 'ConnectionResourcePortType'
   | 'EnumerationSource2004PortType'
-  | 'EnumerationSource2011PortType';
+  | 'EnumerationSource2011PortType'
+  | 'NotificationProducerPortType'
+  | 'SubscriptionManagerPortType'
+  | 'CreatePullPointPortType'
+  | 'PullPointPortType';
 
 /** The code behind one operation: decoded, schema-valid arguments in, the response value out. */
 export type Handler<A, R> = (args: A, ctx: ResolvedCall) => Promise<R>;

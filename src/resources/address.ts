@@ -31,11 +31,18 @@ export function resourceAddress(
 
 /** A WS-Addressing 1.0 endpoint reference, as connect and createSession return it. */
 export function endpointReference(address: string, kind: ResourceKind, id: string): string {
-  const p = PARAMETER[kind];
+  return referenceElement('wsa:EndpointReference', address, PARAMETER[kind], id);
+}
+
+/**
+ * An endpoint reference written as element `tag` (a prefixed name declared in scope, or a wsa
+ * one): the Address, and the key repeated as reference parameter `sym:{parameter}`.
+ */
+export function referenceElement(tag: string, address: string, parameter: string, id: string): string {
   return (
-    `<wsa:EndpointReference xmlns:wsa="${WSA}"><wsa:Address>${escapeText(address)}</wsa:Address>` +
-    `<wsa:ReferenceParameters><sym:${p} xmlns:sym="${SYM}">${escapeText(id)}</sym:${p}>` +
-    `</wsa:ReferenceParameters></wsa:EndpointReference>`
+    `<${tag} xmlns:wsa="${WSA}"><wsa:Address>${escapeText(address)}</wsa:Address>` +
+    `<wsa:ReferenceParameters><sym:${parameter} xmlns:sym="${SYM}">${escapeText(id)}</sym:${parameter}>` +
+    `</wsa:ReferenceParameters></${tag}>`
   );
 }
 
@@ -58,7 +65,12 @@ function unknown(message: string): GatewayError {
  * reference parameter. An address and a parameter that disagree are refused, not guessed.
  */
 export function addressedResource(ctx: ResolvedCall): { kind: ResourceKind; id: string } {
-  const fromPath = ctx.resource;
+  if (ctx.resource?.kind === 'subscription' || ctx.resource?.kind === 'pullpoint') {
+    throw unknown(
+      `this address is a ${ctx.resource.kind}, not a session or connection; send the request to the Address of the session's or connection's endpoint reference`,
+    );
+  }
+  const fromPath = ctx.resource as { kind: ResourceKind; id: string | undefined } | undefined;
   const session = referenceParameter(ctx, 'session');
   const connection = referenceParameter(ctx, 'connection');
   let kind: ResourceKind;

@@ -39,6 +39,17 @@ const OWN_OUTPUT_LIMITS: XmlLimits = {
   maxElements: 50_000_000,
 };
 
+/** A header block the signature covers too (WS-Addressing headers and our sequence on a Notify). */
+export interface SignedHeader {
+  /** `prefix:local`; the prefix is declared on the block itself. */
+  qname: string;
+  ns: string;
+  /** Further attributes, written as ` name="value"` (already escaped). */
+  attrs?: string;
+  /** Content, already escaped. */
+  content: string;
+}
+
 export interface EnvelopeSignerOptions {
   certFile: string;
   keyFile: string;
@@ -72,7 +83,13 @@ export class EnvelopeSigner {
    * A complete signed envelope around `body` (the element(s) inside soap:Body); `header` blocks
    * (WS-Addressing's reply headers) follow the Security header.
    */
-  envelope(version: SoapVersion, body: string, header = '', now = Date.now()): string {
+  envelope(
+    version: SoapVersion,
+    body: string,
+    header = '',
+    now = Date.now(),
+    signedHeaders: readonly SignedHeader[] = [],
+  ): string {
     const ns = version === '1.1' ? SOAP11_NS : SOAP12_NS;
     const n = (++this.counter).toString(36);
     const bodyId = `Body-${this.idPrefix}-${n}`;
@@ -90,12 +107,30 @@ export class EnvelopeSigner {
     const tsInner = `<wsu:Created>${created}</wsu:Created><wsu:Expires>${expires}</wsu:Expires>`;
     const tsC14n = `<wsu:Timestamp xmlns:wsu="${WSU_NS}" wsu:Id="${tsId}">${tsInner}</wsu:Timestamp>`;
 
+    // Each block declares what it uses, so its canonical form alone is its form in the envelope.
+    let headerRefs = '';
+    let signedBlocks = '';
+    signedHeaders.forEach((h, i) => {
+      const id = `H${i}-${this.idPrefix}-${n}`;
+      const prefix = h.qname.slice(0, h.qname.indexOf(':'));
+      const open = `<${h.qname} xmlns:${prefix}="${h.ns}" wsu:Id="${id}"${h.attrs ?? ''}>`;
+      const block = `${open}${h.content}</${h.qname}>`;
+      const c14n = excC14n(
+        parseXml(
+          block.replace(open, open.replace(' wsu:Id=', ` xmlns:wsu="${WSU_NS}" wsu:Id=`)),
+          OWN_OUTPUT_LIMITS,
+        ),
+      );
+      headerRefs += reference(id, digest(c14n));
+      signedBlocks += block;
+    });
     const signedInfo =
       `<ds:SignedInfo xmlns:ds="${DS_NS}">` +
       `<ds:CanonicalizationMethod Algorithm="${EXC_C14N}"></ds:CanonicalizationMethod>` +
       `<ds:SignatureMethod Algorithm="${SIGNATURE_METHOD_URI[this.algorithm]}"></ds:SignatureMethod>` +
       reference(bodyId, digest(bodyC14n)) +
       reference(tsId, digest(tsC14n)) +
+      headerRefs +
       `</ds:SignedInfo>`;
     const signatureValue = cryptoSign(
       'sha256',
@@ -111,7 +146,7 @@ export class EnvelopeSigner {
       `<wsse:BinarySecurityToken EncodingType="${BASE64_BINARY}" ValueType="${X509V3}" wsu:Id="${tokenId}">${this.tokenB64}</wsse:BinarySecurityToken>` +
       `<ds:Signature>${signedInfo}<ds:SignatureValue>${signatureValue}</ds:SignatureValue>` +
       `<ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI="#${tokenId}" ValueType="${X509V3}"/></wsse:SecurityTokenReference></ds:KeyInfo>` +
-      `</ds:Signature></wsse:Security>${header}</soap:Header>` +
+      `</ds:Signature></wsse:Security>${signedBlocks}${header}</soap:Header>` +
       `<soap:Body wsu:Id="${bodyId}">${body}</soap:Body></soap:Envelope>`
     );
   }

@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type http from 'node:http';
 import type { Registry } from 'prom-client';
+import type { DeadLetter } from '../store/notification-store';
 
 export interface AdminProbes {
   /** Why the proxy is not ready, or null when it is. */
@@ -12,7 +13,9 @@ export interface AdminProbes {
   registry: Registry;
   /** Reloads the SLA control file; absent when none is configured. */
   reloadPolicy?: () => Promise<{ ok: boolean; changed: boolean; error?: string }>;
-  /** Bearer token for the reload call; without one the call is refused. */
+  /** The newest notification dead letters (what was given up on, never the payloads). */
+  deadLetters?: (max: number) => Promise<DeadLetter[]>;
+  /** Bearer token for the reload and dead-letter calls; without one they are refused. */
   token?: string;
 }
 
@@ -27,6 +30,22 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 export function createAdminApp(probes: AdminProbes): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  /** Calls that change or reveal more than health need the bearer token (admin.tokenFile). */
+  const authorized = (req: express.Request, res: express.Response): boolean => {
+    if (!probes.token) {
+      res.status(403).type('text/plain').send('this call over HTTP is disabled: set admin.tokenFile\n');
+      return false;
+    }
+    if (!tokenMatches(req.headers.authorization, probes.token)) {
+      res
+        .status(401)
+        .set('www-authenticate', 'Bearer')
+        .type('text/plain')
+        .send('a valid bearer token is required\n');
+      return false;
+    }
+    return true;
+  };
   app.get('/livez', (_req, res) => {
     res.type('text/plain').send('ok\n');
   });
@@ -41,23 +60,23 @@ export function createAdminApp(probes: AdminProbes): express.Express {
       res.type(probes.registry.contentType).send(text);
     }, next);
   });
+  app.get('/notifications/dead-letters', (req, res, next) => {
+    if (!probes.deadLetters) {
+      res.status(404).type('text/plain').send('notifications are not enabled here\n');
+      return;
+    }
+    if (!authorized(req, res)) return;
+    const max = Math.min(Math.max(Number(req.query['max'] ?? 100) || 100, 1), 10_000);
+    probes.deadLetters(max).then((list) => {
+      res.json({ deadLetters: list });
+    }, next);
+  });
   app.post('/policy/reload', (req, res, next) => {
     if (!probes.reloadPolicy) {
       res.status(404).type('text/plain').send('no SLA control file is configured (policy.file)\n');
       return;
     }
-    if (!probes.token) {
-      res.status(403).type('text/plain').send('reload over HTTP is disabled: set admin.tokenFile\n');
-      return;
-    }
-    if (!tokenMatches(req.headers.authorization, probes.token)) {
-      res
-        .status(401)
-        .set('www-authenticate', 'Bearer')
-        .type('text/plain')
-        .send('a valid bearer token is required\n');
-      return;
-    }
+    if (!authorized(req, res)) return;
     probes.reloadPolicy().then((r) => {
       if (r.ok) res.type('text/plain').send(r.changed ? 'reloaded\n' : 'unchanged\n');
       else

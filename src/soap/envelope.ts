@@ -1,12 +1,13 @@
 /** SOAP 1.1 / 1.2 envelopes: reading the request's shape and writing responses and faults. */
 import { GatewayError } from '../errors/catalogue';
 import { childElements, escapeText, type XmlElement } from './xml';
-import { SSP_ERRORS, WSRF_BF, WSRF_R, WSRF_RL, WSRF_RP } from './ws-namespaces';
+import { SSP_ERRORS, WSNT, WSRF_BF, WSRF_R, WSRF_RL, WSRF_RP } from './ws-namespaces';
 
 const STANDARD_FAULT_NS: Record<string, string> = {
   'wsrf-r': WSRF_R,
   'wsrf-rp': WSRF_RP,
   'wsrf-rl': WSRF_RL,
+  wsnt: WSNT,
 };
 
 /**
@@ -21,6 +22,7 @@ function baseFaultDetail(err: GatewayError, qname: string, correlationId: string
     `<wsrf-bf:Timestamp>${new Date().toISOString()}</wsrf-bf:Timestamp>` +
     `<wsrf-bf:ErrorCode dialect="${SSP_ERRORS}">${err.code}</wsrf-bf:ErrorCode>` +
     `<wsrf-bf:Description xml:lang="en">${escapeText(err.message)}</wsrf-bf:Description>` +
+    (err.faultExtension ?? '') +
     `</${qname}>`
   );
 }
@@ -118,6 +120,7 @@ export function replyHeaders(a: RequestAddressing | undefined, action: string): 
 function faultAction(err: GatewayError, a: RequestAddressing): string {
   if (err.subcode) return `${err.subcode.ns}/fault`;
   if (err.detail?.startsWith('wsrf-')) return 'http://docs.oasis-open.org/wsrf/fault';
+  if (err.detail?.startsWith('wsnt:')) return 'http://docs.oasis-open.org/wsn/fault';
   return `${a.ns}/fault`;
 }
 

@@ -13,7 +13,7 @@ function decode(op: string, inner: string): unknown {
 }
 
 describe('soap/schema: WSDL-driven codec', () => {
-  it('knows the eight port types and their operations from the WSDL', () => {
+  it('knows the twelve port types and their operations from the WSDL', () => {
     const ports = new Set([...contract.operations.values()].flatMap((o) => o.portTypes));
     expect([...ports]).to.have.members([
       'ConnectionPortType',
@@ -24,6 +24,10 @@ describe('soap/schema: WSDL-driven codec', () => {
       'ConnectionResourcePortType',
       'EnumerationSource2004PortType',
       'EnumerationSource2011PortType',
+      'NotificationProducerPortType',
+      'SubscriptionManagerPortType',
+      'CreatePullPointPortType',
+      'PullPointPortType',
     ]);
     expect(contract.byName.get('sendTaskInputBatch')!.soapAction).to.equal(`${S}/sendTaskInputBatch`);
   });

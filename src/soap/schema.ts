@@ -94,6 +94,8 @@ export interface ElementCodec {
   decode(el: XmlElement): Decoded;
   /** The element with its content; the root declares the schema namespace as prefix `sym`. */
   encode(value: unknown): string;
+  /** Other SOAPActions clients send for this request (spellings of a standard's action in the wild). */
+  actionAliases?: readonly string[];
 }
 
 function bad(path: string, msg: string): GatewayError {

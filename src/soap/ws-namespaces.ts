@@ -18,3 +18,8 @@ export const WSEN_2011 = 'http://www.w3.org/2011/03/ws-enu';
 export const WSMAN = 'http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd';
 /** The 2011 Recommendation's XPath 1.0 filter dialect (2004/09 uses XPATH_10). */
 export const XPATH_10_WSEN_2011 = 'http://www.w3.org/2011/03/ws-enu/Dialects/XPath10';
+
+/** WS-BaseNotification 1.3 (messages and faults), its WSDL's namespace (actions), and WS-Topics 1.3. */
+export const WSNT = 'http://docs.oasis-open.org/wsn/b-2';
+export const WSNT_W = 'http://docs.oasis-open.org/wsn/bw-2';
+export const WSTOP = 'http://docs.oasis-open.org/wsn/t-1';

@@ -25,6 +25,10 @@ const PORT_TYPES: readonly PortType[] = [
   'ConnectionResourcePortType',
   'EnumerationSource2004PortType',
   'EnumerationSource2011PortType',
+  'NotificationProducerPortType',
+  'SubscriptionManagerPortType',
+  'CreatePullPointPortType',
+  'PullPointPortType',
 ];
 
 function portTypeOf(name: string): PortType {

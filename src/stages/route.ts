@@ -29,7 +29,7 @@ export function route(operations: ReadonlyMap<string, BoundOperation>): Hook<Aut
           : ''
         : (actionFromContentType(ctx.req.headers['content-type']) ?? '')
     ).replace(/^"|"$/g, '');
-    if (action !== '' && action !== op.soapAction) {
+    if (action !== '' && action !== op.soapAction && !op.request.actionAliases?.includes(action)) {
       throw new GatewayError(
         'SSP_ACTION_MISMATCH',
         `SOAPAction '${action}' does not match the Body operation ${op.name} ('${op.soapAction}')`,

@@ -9,7 +9,14 @@ import type { Hook } from '../pipeline/phases';
 import type { PolicyManager } from '../policy/policy-manager';
 
 // An id as the schema's sym:Id allows it; anything else in the path is no resource of ours.
-const RESOURCE_SUFFIX = /^(.*)\/(sessions|connections)(?:\/([A-Za-z0-9._:-]{1,128}))?$/;
+const RESOURCE_SUFFIX =
+  /^(.*)\/(sessions|connections|subscriptions|pullpoints)(?:\/([A-Za-z0-9._:-]{1,128}))?$/;
+const KIND_OF_SEGMENT: Record<string, AddressedResource['kind']> = {
+  sessions: 'session',
+  connections: 'connection',
+  subscriptions: 'subscription',
+  pullpoints: 'pullpoint',
+};
 
 /**
  * Splits a resource's address into the service's path and the resource, when the path is not a
@@ -19,7 +26,7 @@ function splitResource(ctx: CallContext, isService: (path: string) => boolean): 
   if (isService(ctx.path)) return;
   const m = RESOURCE_SUFFIX.exec(ctx.path);
   if (!m || !isService(m[1]!)) return;
-  const resource: AddressedResource = { kind: m[2] === 'sessions' ? 'session' : 'connection', id: m[3] };
+  const resource: AddressedResource = { kind: KIND_OF_SEGMENT[m[2]!]!, id: m[3] };
   ctx.path = m[1]!;
   ctx.resource = resource;
 }

@@ -2,6 +2,8 @@
  * Everything a proxy must remember between calls, behind one interface so that a shared
  * store (Redis) can replace the in-process one and let any proxy continue any client's work.
  */
+import type { NotificationStore } from './notification-store';
+
 /** Who schedules a termination: the idle lease, or the resource's client (SetTerminationTime). */
 export type TerminationSetter = 'lease' | 'client';
 
@@ -124,7 +126,8 @@ export interface StoredOutput {
   data: string;
 }
 
-export interface StateStore {
+/** Notification subscriptions and pull points (NotificationStore) are shared the same way. */
+export interface StateStore extends NotificationStore {
   getConnection(id: string): Promise<ConnectionRecord | undefined>;
   putConnection(id: string, rec: ConnectionRecord): Promise<void>;
   deleteConnection(id: string): Promise<void>;

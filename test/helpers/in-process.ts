@@ -4,6 +4,9 @@
  * service in worker processes), and requests fed to the pipeline without a listener. No
  * Debian peer is needed, so `npm test` runs these in seconds.
  */
+import { Destinations, type DestinationRule } from '../../src/notifications/destinations';
+import type { NotificationLimits } from '../../src/notifications/handlers';
+import { Notifier } from '../../src/notifications/notifier';
 import { DEFAULT_ENUMERATION, type EnumerationConfig } from '../../src/resources/enumeration';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
@@ -114,6 +117,17 @@ export function consumersFromHeader(p: Phases): Phases {
   };
 }
 
+/** Notification bounds of the harness: small enough to reach in a test. */
+export const TEST_NOTIFICATION_LIMITS: NotificationLimits = {
+  defaultSubscriptionMs: 3_600_000,
+  maxSubscriptionMs: 86_400_000,
+  maxSubscriptionsPerConsumer: 20,
+  maxPullPointsPerConsumer: 5,
+  pullPointIdleMs: 600_000,
+  maxMessagesPerPull: 100,
+  queueMaxMessages: 10_000,
+};
+
 export interface HarnessOptions {
   verifier?: WssVerifier;
   policies?: PolicyManager;
@@ -131,6 +145,8 @@ export interface HarnessOptions {
   clientTerminationTimes?: boolean;
   /** Changes the declared phases before the pipeline is made (for example to add a probe hook). */
   phases?: (p: Phases) => Phases;
+  /** WS-BaseNotification: allowed consumer destinations and bounds over the defaults. */
+  notifications?: { destinations?: DestinationRule[]; limits?: Partial<NotificationLimits> };
 }
 
 export interface Harness {
@@ -138,6 +154,8 @@ export interface Harness {
   router: GridRouter;
   store: StateStore;
   lifetimes: Lifetimes;
+  /** Publishes session and connection events into subscriptions (as the proxy does). */
+  notifier: Notifier;
   metrics: ProxyMetrics;
   operations: Map<string, BoundOperation>;
   deps: PipelineDeps;
@@ -171,6 +189,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const metrics = new ProxyMetrics(() => router.status());
   const reliability = { clientKeyTtlMs: 60_000, maxLeaseMs: 60_000, gridHoldMs: 5_000 };
   const lifetimes = new Lifetimes(store, opts.lifetime ?? NEVER_IDLE);
+  const limits: NotificationLimits = { ...TEST_NOTIFICATION_LIMITS, ...opts.notifications?.limits };
+  const notifier = new Notifier(store, { maxMessages: limits.queueMaxMessages });
   const operations = bindOperations(
     testContract().operations,
     operationTable({
@@ -184,6 +204,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         clientTerminationTimes: opts.clientTerminationTimes ?? true,
       },
       enumeration: { ...DEFAULT_ENUMERATION, ...opts.enumeration },
+      notifier,
+      notifications: { limits, destinations: new Destinations(opts.notifications?.destinations ?? []) },
     }),
   );
   const write = opts.write ?? plainEnvelope;
@@ -210,6 +232,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     router,
     store,
     lifetimes,
+    notifier,
     metrics,
     operations,
     deps,

@@ -81,3 +81,37 @@ export async function envelopeValidator(): Promise<EnvelopeValidator> {
     },
   };
 }
+
+let contractValidator: Promise<{ validate(xml: string): string[] }> | null = null;
+
+/**
+ * Validates one element (a Body's content, a payload) against our schema and the standards' it
+ * imports, WS-BaseNotification's b-2.xsd included; resolves with libxml2's errors ([] = valid).
+ */
+export function validateAgainstContract(elementXml: string): Promise<string[]> {
+  contractValidator ??= (async () => {
+    const lib: Lib = await import('libxml2-wasm');
+    registerLocalSchemas(lib);
+    const wrapper =
+      `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:symphony-soap-proxy:test">` +
+      `<xs:import namespace="http://soapproxy.symphony/v1" schemaLocation="${XSD_PATH}"/>` +
+      `<xs:import namespace="http://docs.oasis-open.org/wsn/b-2" schemaLocation="${join(WS_DIR, 'b-2.xsd')}"/>` +
+      `</xs:schema>`;
+    const schemaDoc = lib.XmlDocument.fromString(wrapper, { url: join(WS_DIR, 'test-wrapper.xsd') });
+    const validator = lib.XsdValidator.fromDoc(schemaDoc);
+    return {
+      validate(xml: string): string[] {
+        const doc = lib.XmlDocument.fromString(xml);
+        try {
+          validator.validate(doc);
+          return [];
+        } catch (e) {
+          return [e instanceof Error ? e.message : String(e)];
+        } finally {
+          doc.dispose();
+        }
+      },
+    };
+  })();
+  return contractValidator.then((v) => v.validate(elementXml));
+}

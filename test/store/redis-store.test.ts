@@ -314,7 +314,14 @@ describe('RedisStore (real redis-server)', function () {
       expect((await s.admit(l)).admitted).to.equal(true);
 
       await redis!.stop();
-      for (const op of [() => s.admit(l), () => s.getConnection('c1'), () => s.claimOnce('k', 1000)]) {
+      for (const op of [
+        () => s.admit(l),
+        () => s.getConnection('c1'),
+        () => s.claimOnce('k', 1000),
+        // The notification store runs on the same client, through the same error mapping.
+        () => s.claimDeliveries(Date.now(), 1000, 10),
+        () => s.getSubscription('sub-1'),
+      ]) {
         const started = Date.now();
         const e = await rejectsUnavailable(op());
         expect(Date.now() - started).to.be.below(2000);
@@ -343,6 +350,10 @@ describe('RedisStore (real redis-server)', function () {
       expect(await s.ping()).to.equal(true);
       await s.putConnection('c2', { cluster: 'default', owner: 'o', application: 'a' });
       expect(await s.getConnection('c2')).to.deep.equal({ cluster: 'default', owner: 'o', application: 'a' });
+      expect(
+        await s.claimDeliveries(Date.now(), 1000, 10),
+        'notification scripts reloaded too',
+      ).to.deep.equal([]);
     });
   });
 });
