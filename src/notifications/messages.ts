@@ -115,7 +115,10 @@ export function notificationMessage(
       'SubscriptionId',
       subscriptionId,
     ) +
-    `<wsnt:Topic Dialect="${dialectOf(m.topic)}" xmlns:sym="${SYM}">sym:${escapeText(m.topic)}</wsnt:Topic>` +
+    // The topic is a QName in text: exclusive c14n (what signs the Body) keeps only namespace
+    // declarations that element or attribute names use, so sym:path uses the prefix. Rebinding
+    // it would otherwise change the topic without breaking the signature.
+    `<wsnt:Topic Dialect="${dialectOf(m.topic)}" xmlns:sym="${SYM}" sym:path="${escapeAttr(m.topic)}">sym:${escapeText(m.topic)}</wsnt:Topic>` +
     (producer
       ? referenceElement('wsnt:ProducerReference', producer.address, producer.parameter, producer.id)
       : '') +

@@ -113,6 +113,11 @@ export class MemoryNotifications implements NotificationStore {
     const s = this.subs.get(id);
     if (!s) return false;
     s.paused = paused;
+    // A pull point's subscription: what queued while paused goes to the pull point on resume.
+    if (s.rec.sink.kind === 'pullpoint') {
+      if (!paused) this.flushToPullPoint(id, s);
+      return true;
+    }
     // A claim in flight is left to its holder, whose settle then releases it.
     if (paused) this.due.delete(id);
     else if (s.seq > s.acked && !this.claimed.has(id)) this.due.set(id, nowMs);
@@ -154,7 +159,8 @@ export class MemoryNotifications implements NotificationStore {
       const msg = { topic: e.topic, at: e.at, xml: e.xml };
       for (const [id, s] of live) {
         if (!e.always && !topicMatches(s.rec.topics, e.topic)) continue;
-        if (s.rec.sink.kind === 'pullpoint') {
+        // A paused pull point's subscription keeps its messages in its own queue until resumed.
+        if (s.rec.sink.kind === 'pullpoint' && !s.paused) {
           const pp = this.pps.get(s.rec.sink.id);
           // A pull point not (or no longer) there takes nothing; deleting it ends its feeds anyway.
           if (!pp) continue;
@@ -185,6 +191,8 @@ export class MemoryNotifications implements NotificationStore {
         const s = this.subs.get(id);
         if (!s) continue;
         s.ending = true;
+        // Ending: even a paused one hands its pull point everything, ResourceTerminated last.
+        if (s.rec.sink.kind === 'pullpoint') this.flushToPullPoint(id, s);
         // Nothing left to send (a pull point already has everything): it ends now, as a settle
         // that drains it would end it; a claimed one ends at its holder's settle.
         if (s.rec.sink.kind === 'pullpoint' || (s.seq === s.acked && !this.claimed.has(id))) {
@@ -346,6 +354,16 @@ export class MemoryNotifications implements NotificationStore {
   }
 
   /** Removes a subscription with its queue, indexes and claim (dead letters stay). */
+  /** Hands what a paused subscription queued to its pull point (no cap: each was accepted under the subscription's). */
+  private flushToPullPoint(id: string, s: Subscription): void {
+    const pp = s.rec.sink.kind === 'pullpoint' ? this.pps.get(s.rec.sink.id) : undefined;
+    for (const m of s.queue) {
+      if (pp) pp.queue.push({ ...m, seq: ++pp.seq, subscription: id, subscriptionSeq: m.seq });
+    }
+    s.queue = [];
+    s.acked = s.seq;
+  }
+
   private dropSubscription(id: string): boolean {
     const s = this.subs.get(id);
     if (!s) return false;

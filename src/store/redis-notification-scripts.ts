@@ -55,6 +55,23 @@ local function dropSub(id)
   redis.call('ZREM', CLAIMED, id)
   return 1
 end
+-- Hands what a paused subscription queued to its pull point, numbered there (no cap: each was
+-- accepted under the subscription's own).
+local function flushToPullPoint(id, pp)
+  local q = subKey(id) .. ':q'
+  local entries = redis.call('LRANGE', q, 0, -1)
+  redis.call('DEL', q)
+  redis.call('HSET', subKey(id), 'acked', redis.call('HGET', subKey(id), 'seq'))
+  if #entries == 0 or redis.call('EXISTS', ppKey(pp)) == 0 then return end
+  local seq = tonumber(redis.call('HGET', ppKey(pp), 'seq'))
+  for _, e in ipairs(entries) do
+    local subSeq, rest = string.match(e, '^{"seq":(%d+),(.*)$')
+    seq = seq + 1
+    redis.call('RPUSH', ppKey(pp) .. ':q', '{"seq":' .. int(seq) .. ',"subscription":' ..
+      cjson.encode(id) .. ',"subscriptionSeq":' .. subSeq .. ',' .. rest)
+  end
+  redis.call('HSET', ppKey(pp), 'seq', seq)
+end
 `;
 
 /** ARGV: prefix, id, rec JSON, resource, consumer, pull point id or '', terminationAt. */
@@ -81,11 +98,14 @@ return 1
 /** ARGV: prefix, id, '1' (pause) or '0' (resume), now. Returns 1, or 0 when gone. */
 const SET_PAUSED = `${HELPERS}
 local id = ARGV[2]
-local f = redis.call('HMGET', subKey(id), 'seq', 'acked')
+local f = redis.call('HMGET', subKey(id), 'seq', 'acked', 'pp')
 if not f[1] then return 0 end
 redis.call('HSET', subKey(id), 'paused', ARGV[3])
 -- A claim in flight is left to its holder, whose settle then releases it.
-if ARGV[3] == '1' then
+if f[3] and f[3] ~= '' then
+  -- A pull point's subscription: what queued while paused goes to the pull point on resume.
+  if ARGV[3] == '0' then flushToPullPoint(id, f[3]) end
+elseif ARGV[3] == '1' then
   redis.call('ZREM', DUE, id)
 elseif tonumber(f[1]) > tonumber(f[2]) and not redis.call('ZSCORE', CLAIMED, id) then
   redis.call('ZADD', DUE, ARGV[4], id)
@@ -146,7 +166,8 @@ for e = 6 + nres, #ARGV, 3 do
   local topic, always, body = ARGV[e], ARGV[e + 1] == '1', ARGV[e + 2]
   for _, s in ipairs(live) do
     if always or matches(s.topics, topic) then
-      if s.pp ~= '' then
+      -- A paused pull point's subscription keeps its messages in its own queue until resumed.
+      if s.pp ~= '' and not s.paused then
         local p = pps[s.pp]
         if p and p.seq - p.acked >= cap then
           p.dropped, p.changed = p.dropped + 1, true
@@ -189,6 +210,8 @@ if ARGV[4] == '1' and nres > 0 then
     local f = redis.call('HMGET', subKey(id), 'seq', 'acked', 'pp')
     if f[1] then
       redis.call('HSET', subKey(id), 'ending', 1)
+      -- Ending: even a paused one hands its pull point everything, ResourceTerminated last.
+      if f[3] ~= '' then flushToPullPoint(id, f[3]) end
       -- Nothing left to send (a pull point already has everything): it ends now, as a settle
       -- that drains it would end it; a claimed one ends at its holder's settle.
       if f[3] ~= '' or (tonumber(f[1]) == tonumber(f[2]) and not redis.call('ZSCORE', CLAIMED, id)) then

@@ -804,6 +804,43 @@ function contract(name: string, h: Harness): void {
           ['ResourceTerminated', 'x', 1],
         ]);
       });
+      it("a paused pull point's subscription keeps its messages until resumed, then hands them over in order", async () => {
+        await store.putPullPoint('p1', pullPoint());
+        await store.putSubscription('x', intoPullPoint('p1'));
+        await store.publish(['session:s1'], [ev('TaskOutputAvailable', 1)], CAPS, NOW);
+        expect(await store.setSubscriptionPaused('x', true, NOW)).to.equal(true);
+        await store.publish(
+          ['session:s1'],
+          [ev('TaskOutputAvailable', 2), ev('TaskOutputAvailable', 3)],
+          CAPS,
+          NOW,
+        );
+        const paused = await store.getMessages('p1', { ack: 'implicit', max: 10, expiresAt: NOW });
+        expect(
+          paused.messages.map((m) => m.subscriptionSeq),
+          'only what came before the pause',
+        ).to.deep.equal([1]);
+        expect(await store.claimDeliveries(NOW, LEASE_MS, 10), 'never a push delivery').to.deep.equal([]);
+        expect(await store.setSubscriptionPaused('x', false, NOW)).to.equal(true);
+        const resumed = await store.getMessages('p1', { ack: 'implicit', max: 10, expiresAt: NOW });
+        expect(resumed.messages.map((m) => [m.seq, m.subscriptionSeq])).to.deep.equal([
+          [2, 2],
+          [3, 3],
+        ]);
+        const state = await store.getSubscription('x');
+        expect([state!.seq, state!.acked]).to.deep.equal([3, 3]);
+      });
+
+      it('a paused subscription into a pull point that ends hands over everything, the end last', async () => {
+        await store.putPullPoint('p1', pullPoint());
+        await store.putSubscription('x', intoPullPoint('p1'));
+        await store.setSubscriptionPaused('x', true, NOW);
+        await store.publish(['session:s1'], [ev('TaskOutputAvailable', 1)], CAPS, NOW);
+        await store.publish(['session:s1'], [ev('ResourceTerminated', 2, { always: true })], CAPS, NOW, true);
+        expect(await store.getSubscription('x')).to.equal(undefined);
+        const r = await store.getMessages('p1', { ack: 'implicit', max: 10, expiresAt: NOW });
+        expect(r.messages.map((m) => m.topic)).to.deep.equal(['TaskOutputAvailable', 'ResourceTerminated']);
+      });
     });
 
     describe('watches', () => {
