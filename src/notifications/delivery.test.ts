@@ -1,7 +1,11 @@
 import { expect } from 'chai';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { makeTestPki } from '../../test/helpers/pki';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditRecord } from '../observability/audit-log';
 import { envelope } from '../soap/envelope';
@@ -47,6 +51,7 @@ interface Received {
 /** A consumer on loopback that records each Notify and answers with `status(n)` (n counts from 1). */
 async function consumer(status: (n: number) => number | 'hang' = () => 202): Promise<{
   url: string;
+  server: http.Server;
   got: Received[];
   close(): Promise<void>;
 }> {
@@ -74,6 +79,7 @@ async function consumer(status: (n: number) => number | 'hang' = () => 202): Pro
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/consumer`,
+    server,
     got,
     close: () => {
       server.closeAllConnections();
@@ -148,7 +154,8 @@ describe('notifications: push delivery (ordered, retried, dead-lettered, bounded
     expect(c.got[0]!.headers['soapaction']).to.equal(
       '"http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"',
     );
-    expect((await store.getSubscription('sub-1'))?.acked).to.equal(250);
+    // Acknowledged in the store once the consumer's answer is back.
+    await until(async () => (await store.getSubscription('sub-1'))?.acked === 250);
     await c.close();
   });
 
@@ -159,7 +166,7 @@ describe('notifications: push delivery (ordered, retried, dead-lettered, bounded
     await publish('sub-2', 5);
     await until(() => c.got.flatMap((g) => g.seqs).length >= 5);
     expect(c.got.flatMap((g) => g.seqs)).to.deep.equal([1, 2, 3, 4, 5]);
-    expect((await store.getSubscription('sub-2'))?.attempts).to.equal(0);
+    await until(async () => (await store.getSubscription('sub-2'))?.attempts === 0);
     await c.close();
   });
 
@@ -241,6 +248,60 @@ describe('notifications: push delivery (ordered, retried, dead-lettered, bounded
       expect(seqs, s).to.deep.equal(Array.from({ length: 50 }, (_, i) => i + 1));
     }
     await c.close();
+  });
+
+  it('reuses one keep-alive connection per consumer for successive Notify calls', async () => {
+    const c = await consumer();
+    let connections = 0;
+    c.server.on('connection', () => connections++);
+    await subscription('ka', c.url);
+    dispatcher();
+    for (let i = 1; i <= 5; i++) {
+      await publish('ka', 1);
+      await until(() => c.got.length === i);
+    }
+    expect(connections).to.equal(1);
+    await c.close();
+  });
+
+  it('reaches an https consumer that requires a client certificate (mutual TLS)', async () => {
+    const pki = await makeTestPki();
+    const seen: string[] = [];
+    const server = https.createServer(
+      {
+        key: readFileSync(pki.server.keyFile),
+        cert: readFileSync(pki.server.certFile),
+        ca: readFileSync(pki.ca.certFile),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        seen.push(String((req.socket as TLSSocket).getPeerCertificate().subject?.CN));
+        req.resume();
+        req.on('end', () => res.writeHead(202).end());
+      },
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/consumer`;
+    await subscription('tls', url);
+    await subscription('tls-anonymous', url, 'tls');
+    dispatcher({ caFile: pki.ca.certFile, certFile: pki.client.certFile, keyFile: pki.client.keyFile });
+    await publish('tls', 1);
+    await until(() => seen.length >= 2);
+    expect(seen).to.deep.equal(['client-a', 'client-a']);
+    // Without the client certificate the consumer refuses the handshake: retried, then dead letters.
+    await Promise.all(dispatchers.splice(0).map((d) => d.stop()));
+    await store.putSubscription('tls-2', {
+      ...(await store.getSubscription('tls'))!,
+      resource: 'session:tls-2',
+    });
+    dispatcher({ caFile: pki.ca.certFile, maxAttempts: 2 });
+    await publish('tls-2', 1);
+    await until(async () => (await store.listDeadLetters(10)).some((d) => d.subscription === 'tls-2'));
+    expect(seen).to.have.length(2);
+    server.closeAllConnections();
+    server.close();
   });
 
   it('backs off with full jitter under a cap', () => {
