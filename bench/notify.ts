@@ -233,7 +233,8 @@ async function main(): Promise<void> {
       },
       notifications: {
         destinations: [{ consumer: '*', hosts: ['127.0.0.1'], allowHttp: true }],
-        delivery: { pollMs: 20 },
+        delivery: { pollMs: 20, batchMax: Number(process.env.BENCH_NOTIFY_BATCH ?? 100) },
+        watch: { batch: Number(process.env.BENCH_NOTIFY_COLLECT ?? 100) },
       },
     }),
   );

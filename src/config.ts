@@ -369,6 +369,8 @@ export const configSchema = z
             leaseMs: z.number().int().min(1000).default(15_000),
             /** Sessions one proxy watches at once. */
             maxSessions: z.number().int().min(1).max(100_000).default(1000),
+            /** Outputs collected per grid fetch (and so, at most, per publish). */
+            batch: z.number().int().min(1).max(10_000).default(100),
           })
           .prefault({}),
       })

@@ -64,6 +64,7 @@ export class NotificationDispatcher {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private claiming = false;
+  private wakeAgain = false;
   private inFlight = 0;
   private readonly perHost = new Map<string, number>();
   private readonly agents = new Map<string, http.Agent>();
@@ -92,11 +93,14 @@ export class NotificationDispatcher {
 
   /** Looks for due subscriptions now (after a publish on this proxy, for example). */
   wake(): void {
-    void this.claim();
+    // A claim under way may have looked before the publish: look again right after it.
+    if (this.claiming) this.wakeAgain = true;
+    else void this.claim();
   }
 
   private async claim(): Promise<void> {
     if (this.claiming || this.stopped) return;
+    this.wakeAgain = false;
     const room = this.cfg.senders - this.inFlight;
     if (room <= 0) return;
     this.claiming = true;
@@ -114,6 +118,8 @@ export class NotificationDispatcher {
           .finally(() => {
             this.inFlight--;
             this.running.delete(run);
+            // Its subscription may have become due again meanwhile (a publish during the settle).
+            this.wake();
           });
         this.running.add(run);
       }
@@ -124,6 +130,7 @@ export class NotificationDispatcher {
     } finally {
       this.claiming = false;
     }
+    if (this.wakeAgain) void this.claim();
   }
 
   /** Sends a subscription's queue, batch after batch, while the claim is ours. */

@@ -74,6 +74,7 @@ describe('notifications: the session watcher (grid outputs into subscriptions)',
       gridHoldMs: 5000,
       inlineOutputMaxChars: 400,
       pollMs: 20,
+      batch: 100,
     });
     watcher.start();
   });

@@ -34,7 +34,7 @@ export interface WatcherConfig {
   /** How often to look for sessions nobody watches. */
   pollMs: number;
   /** Outputs per grid fetch. */
-  batch?: number;
+  batch: number;
 }
 
 export interface WatcherMetrics {
@@ -132,7 +132,7 @@ export class SessionWatcher {
     const client = this.router.client(cluster);
     const reply = await client.call(
       'fetchOutputs',
-      { sessionId, countMax: this.cfg.batch ?? 100, waitMs: this.cfg.waitMs, holdMs: this.cfg.gridHoldMs },
+      { sessionId, countMax: this.cfg.batch, waitMs: this.cfg.waitMs, holdMs: this.cfg.gridHoldMs },
       this.cfg.waitMs + client.opts.requestTimeoutMs,
     );
     if (reply.outputs.length === 0) return;
@@ -164,8 +164,10 @@ export class SessionWatcher {
       );
     }
     this.metrics?.collected(reply.outputs.length);
+    // Not awaited: the next fetch cannot get these outputs while they are held, and a lost ack
+    // only means the grid hands them out again after the hold (a repeat, never a loss).
     if (reply.deliveryId) {
-      await client.call('ackOutputs', { sessionId, deliveryId: reply.deliveryId }).catch(() => undefined);
+      void client.call('ackOutputs', { sessionId, deliveryId: reply.deliveryId }).catch(() => undefined);
     }
   }
 

@@ -225,7 +225,8 @@ export class MemoryNotifications implements NotificationStore {
   }
 
   async peekQueue(id: string, max: number): Promise<QueuedMessage[]> {
-    return structuredClone(this.subs.get(id)?.queue.slice(0, Math.max(0, max)) ?? []);
+    // Messages hold strings and numbers only: a shallow copy keeps the store's own untouched.
+    return (this.subs.get(id)?.queue.slice(0, Math.max(0, max)) ?? []).map((m) => ({ ...m }));
   }
 
   async settleDelivery(
