@@ -41,7 +41,15 @@ export function readEndpointReference(el: XmlElement, where: string): DecodedFie
       if (address !== undefined) throw invalid(`${where} has two wsa:Address elements`);
       address = textOf(k).trim();
     } else if (k.local === 'ReferenceParameters') {
-      parameters = childElements(k).map(asHeaderBlock).join('');
+      const blocks = childElements(k);
+      const reserved = blocks.find((b) => RESERVED_HEADER_NS.has(b.uri));
+      if (reserved) {
+        throw new GatewayError(
+          'SSP_CONSUMER_REFUSED',
+          `${where}: a reference parameter in ${reserved.uri} would pose as a header the proxy writes on each Notify; use your own namespace`,
+        );
+      }
+      parameters = blocks.map(asHeaderBlock).join('');
     }
   }
   if (!address) {
@@ -54,6 +62,21 @@ export function readEndpointReference(el: XmlElement, where: string): DecodedFie
     throw invalid(`${where}: reference parameters are limited to 4096 characters`);
   return { address, parameters };
 }
+
+/**
+ * Reference parameters become header blocks of every Notify: none may pose as the security,
+ * addressing or sequence headers the proxy itself writes there.
+ */
+const RESERVED_HEADER_NS = new Set([
+  'http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd',
+  'http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd',
+  'http://www.w3.org/2000/09/xmldsig#',
+  'http://schemas.xmlsoap.org/soap/envelope/',
+  'http://www.w3.org/2003/05/soap-envelope',
+  WSA,
+  'http://schemas.xmlsoap.org/ws/2004/08/addressing',
+  SYM,
+]);
 
 /**
  * A reference parameter as the header block it becomes on each Notify, marked as WS-Addressing

@@ -76,6 +76,7 @@ describe('notifications: Subscribe, the subscription manager and pull points (in
         'https://consumer.bank.example/n',
         topic('s:TaskStateChanged/Done', DIALECT_CONCRETE) +
           '<wsnt:InitialTerminationTime>PT10M</wsnt:InitialTerminationTime>',
+        '<wsa:ReferenceParameters><p:Ref xmlns:p="urn:p">r-1</p:Ref></wsa:ReferenceParameters>',
       ),
     );
     expect(r.code, r.answer.body).to.equal(undefined);
@@ -92,6 +93,10 @@ describe('notifications: Subscribe, the subscription manager and pull points (in
     expect(sub?.consumer).to.equal('client-a');
     expect(sub?.topics).to.deep.equal([{ path: 'TaskStateChanged/Done', exact: true }]);
     expect(sub?.sink).to.deep.include({ kind: 'http', address: 'https://consumer.bank.example/n' });
+    // Each Notify echoes it as a header block marked as WS-Addressing says.
+    expect(sub?.sink).to.deep.include({
+      parameters: `<p:Ref xmlns:wsarp="${WSA}" wsarp:IsReferenceParameter="true" xmlns:p="urn:p">r-1</p:Ref>`,
+    });
   });
 
   it('refuses consumers outside the allowlist, unknown topics and dialects, and filters it does not offer', async () => {
@@ -139,6 +144,14 @@ describe('notifications: Subscribe, the subscription manager and pull points (in
         'SSP_POLICY_UNRECOGNIZED',
       ],
       [`<wsnt:Subscribe ${NT}><wsnt:ConsumerReference/></wsnt:Subscribe>`, 'SSP_CONSUMER_REFUSED'],
+      [
+        subscribe(
+          'https://consumer.bank.example/x',
+          '',
+          '<wsa:ReferenceParameters><s:Sequence subscription="x" first="1" last="9"/></wsa:ReferenceParameters>',
+        ),
+        'SSP_CONSUMER_REFUSED',
+      ],
     ];
     for (const [body, expected] of cases) {
       const r = await as(at, body);
