@@ -19,7 +19,7 @@ import {
   SCHEDULE_TERMINATION_SCRIPT,
 } from './redis-scripts';
 import { RedisNotifications } from './redis-notifications';
-import type { NotificationStore as N } from './notification-store';
+import { DelegatedNotifications } from './notification-delegation';
 import {
   StoreUnavailableError,
   type ClaimResult,
@@ -161,7 +161,7 @@ function sentinelOptions(opts: RedisStoreOptions, sentinels: { host: string; por
   };
 }
 
-export class RedisStore implements StateStore {
+export class RedisStore extends DelegatedNotifications implements StateStore {
   private readonly scripts: ScriptCommands;
   private readonly connections = new RecordCache<ConnectionRecord>();
   private readonly sessions = new RecordCache<SessionRecord>();
@@ -169,7 +169,7 @@ export class RedisStore implements StateStore {
   private closing = false;
   private lastError: unknown;
   /** Subscriptions, pull points and watches: the same client, prefix and error mapping. */
-  private readonly notifications: RedisNotifications;
+  protected readonly notifications: RedisNotifications;
 
   private constructor(
     private readonly client: Redis,
@@ -177,6 +177,7 @@ export class RedisStore implements StateStore {
     private readonly where: string,
     private readonly retainMs: number,
   ) {
+    super();
     client.defineCommand('sspAdmit', { lua: ADMIT_SCRIPT });
     client.defineCommand('sspBeginFetch', { lua: BEGIN_FETCH_SCRIPT });
     client.defineCommand('sspLeaseOutputs', { lua: LEASE_OUTPUTS_SCRIPT, numberOfKeys: 2 });
@@ -576,70 +577,6 @@ export class RedisStore implements StateStore {
     }
     const nums = reply as number[];
     return { admitted: nums[0] === 1, over: nums.slice(2).map((v) => v === 1), retryAfterMs: nums[1]! };
-  }
-
-  // NotificationStore: subscriptions, pull points and watches (redis-notifications.ts).
-  putSubscription(...a: Parameters<N['putSubscription']>): ReturnType<N['putSubscription']> {
-    return this.notifications.putSubscription(...a);
-  }
-  getSubscription(...a: Parameters<N['getSubscription']>): ReturnType<N['getSubscription']> {
-    return this.notifications.getSubscription(...a);
-  }
-  renewSubscription(...a: Parameters<N['renewSubscription']>): ReturnType<N['renewSubscription']> {
-    return this.notifications.renewSubscription(...a);
-  }
-  setSubscriptionPaused(
-    ...a: Parameters<N['setSubscriptionPaused']>
-  ): ReturnType<N['setSubscriptionPaused']> {
-    return this.notifications.setSubscriptionPaused(...a);
-  }
-  deleteSubscription(...a: Parameters<N['deleteSubscription']>): ReturnType<N['deleteSubscription']> {
-    return this.notifications.deleteSubscription(...a);
-  }
-  subscriptionsOf(...a: Parameters<N['subscriptionsOf']>): ReturnType<N['subscriptionsOf']> {
-    return this.notifications.subscriptionsOf(...a);
-  }
-  countSubscriptions(...a: Parameters<N['countSubscriptions']>): ReturnType<N['countSubscriptions']> {
-    return this.notifications.countSubscriptions(...a);
-  }
-  publish(...a: Parameters<N['publish']>): ReturnType<N['publish']> {
-    return this.notifications.publish(...a);
-  }
-  claimDeliveries(...a: Parameters<N['claimDeliveries']>): ReturnType<N['claimDeliveries']> {
-    return this.notifications.claimDeliveries(...a);
-  }
-  peekQueue(...a: Parameters<N['peekQueue']>): ReturnType<N['peekQueue']> {
-    return this.notifications.peekQueue(...a);
-  }
-  settleDelivery(...a: Parameters<N['settleDelivery']>): ReturnType<N['settleDelivery']> {
-    return this.notifications.settleDelivery(...a);
-  }
-  listDeadLetters(...a: Parameters<N['listDeadLetters']>): ReturnType<N['listDeadLetters']> {
-    return this.notifications.listDeadLetters(...a);
-  }
-  putPullPoint(...a: Parameters<N['putPullPoint']>): ReturnType<N['putPullPoint']> {
-    return this.notifications.putPullPoint(...a);
-  }
-  getPullPoint(...a: Parameters<N['getPullPoint']>): ReturnType<N['getPullPoint']> {
-    return this.notifications.getPullPoint(...a);
-  }
-  getMessages(...a: Parameters<N['getMessages']>): ReturnType<N['getMessages']> {
-    return this.notifications.getMessages(...a);
-  }
-  deletePullPoint(...a: Parameters<N['deletePullPoint']>): ReturnType<N['deletePullPoint']> {
-    return this.notifications.deletePullPoint(...a);
-  }
-  countPullPoints(...a: Parameters<N['countPullPoints']>): ReturnType<N['countPullPoints']> {
-    return this.notifications.countPullPoints(...a);
-  }
-  setWatch(...a: Parameters<N['setWatch']>): ReturnType<N['setWatch']> {
-    return this.notifications.setWatch(...a);
-  }
-  claimWatches(...a: Parameters<N['claimWatches']>): ReturnType<N['claimWatches']> {
-    return this.notifications.claimWatches(...a);
-  }
-  renewWatch(...a: Parameters<N['renewWatch']>): ReturnType<N['renewWatch']> {
-    return this.notifications.renewWatch(...a);
   }
 
   /** QUIT lets pending replies arrive; a connection that is already down is just dropped. */
