@@ -21,39 +21,19 @@ import { join } from 'node:path';
 import { GridClient } from '../src/backend/client';
 import { makeTestPki } from '../test/helpers/pki';
 import { spawnGrid, startProxyProcess, proxyConfig, type ProxyProcess } from '../test/helpers/processes';
+import { call, filledSession, median, openSession, pick, SYM } from './sessions';
 
 const OUTPUTS = Number(process.env.BENCH_NOTIFY_OUTPUTS ?? 20_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const LATENCY_SAMPLES = Number(process.env.BENCH_NOTIFY_SAMPLES ?? 300);
 const PAGE = 100;
 const PAYLOAD = 'x'.repeat(1024);
-const SYM = 'http://soapproxy.symphony/v1';
 const WSNT = 'http://docs.oasis-open.org/wsn/b-2';
 const WSA = 'http://www.w3.org/2005/08/addressing';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
-async function call(url: string, inner: string): Promise<string> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'text/xml' },
-    body: `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${inner}</s:Body></s:Envelope>`,
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`call failed (${res.status}): ${text.slice(0, 400)}`);
-  return text;
-}
-
-function pick(xml: string, local: string): string | undefined {
-  return new RegExp(`<(?:[\\w.-]+:)?${local}(?:\\s[^>]*)?>([^<]*)</(?:[\\w.-]+:)?${local}>`).exec(xml)?.[1];
 }
 
 /** The consumer: counts TaskOutputAvailable messages and notes when each task's arrived. */
@@ -99,18 +79,6 @@ class Consumer {
   }
 }
 
-async function openSession(proxy: ProxyProcess): Promise<string> {
-  const c = await call(
-    proxy.url,
-    `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>pw</sym:password></sym:connect>`,
-  );
-  const s = await call(
-    proxy.url,
-    `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${pick(c, 'connectionId')!}</sym:connectionId></sym:createSession>`,
-  );
-  return pick(s, 'sessionId')!;
-}
-
 async function subscribe(proxy: ProxyProcess, sessionId: string, consumer: string): Promise<string> {
   const r = await call(
     `${proxy.url}/sessions/${sessionId}`,
@@ -122,24 +90,6 @@ async function subscribe(proxy: ProxyProcess, sessionId: string, consumer: strin
 
 async function unsubscribe(proxy: ProxyProcess, path: string): Promise<void> {
   await call(new URL(path, proxy.url).toString(), `<wsnt:Unsubscribe xmlns:wsnt="${WSNT}"/>`);
-}
-
-/** A session with OUTPUTS finished tasks, submitted straight to the grid. */
-async function filled(proxy: ProxyProcess, grid: GridClient): Promise<string> {
-  const sessionId = await openSession(proxy);
-  const tasks = Array.from({ length: 500 }, () => ({ tag: '', priority: 1, payload: { text: PAYLOAD } }));
-  for (let sent = 0; sent < OUTPUTS; sent += tasks.length) {
-    await grid.call('sendTasks', {
-      sessionId,
-      tasks: tasks.slice(0, Math.min(tasks.length, OUTPUTS - sent)),
-    });
-  }
-  for (let i = 0; i < 6000; i++) {
-    const st = await grid.call('sessionStatus', { sessionId });
-    if (st.done + st.failed >= OUTPUTS) return sessionId;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('the grid did not finish the tasks');
 }
 
 async function drainByNotify(proxy: ProxyProcess, sessionId: string, consumer: Consumer): Promise<number> {
@@ -254,7 +204,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < RUNS; round++) {
       const order: ('notify' | 'fetch')[] = round % 2 === 0 ? ['notify', 'fetch'] : ['fetch', 'notify'];
       for (const method of order) {
-        const sessionId = await filled(proxy, gridClient);
+        const sessionId = await filledSession(proxy, gridClient, OUTPUTS, PAYLOAD);
         rates[method].push(
           method === 'notify'
             ? await drainByNotify(proxy, sessionId, consumer)

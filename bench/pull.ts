@@ -11,37 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GridClient } from '../src/backend/client';
 import { spawnGrid, startProxyProcess, proxyConfig, type ProxyProcess } from '../test/helpers/processes';
+import { call, filledSession, median, pick, SYM } from './sessions';
 
 const OUTPUTS = Number(process.env.BENCH_PULL_OUTPUTS ?? 100_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PAGE = 100;
 const PAYLOAD = 'x'.repeat(4096);
-const SYM = 'http://soapproxy.symphony/v1';
 const WSEN = 'http://schemas.xmlsoap.org/ws/2004/09/enumeration';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function envelope(inner: string): string {
-  return `<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>${inner}</s:Body></s:Envelope>`;
-}
-
-async function call(url: string, inner: string): Promise<string> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'text/xml' },
-    body: envelope(inner),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`call failed (${res.status}): ${text.slice(0, 400)}`);
-  return text;
-}
-
-function pick(xml: string, local: string): string | undefined {
-  return new RegExp(`<(?:[\\w.-]+:)?${local}(?:\\s[^>]*)?>([^<]*)</(?:[\\w.-]+:)?${local}>`).exec(xml)?.[1];
-}
 
 function count(xml: string, needle: string): number {
   let n = 0;
@@ -53,32 +29,6 @@ function count(xml: string, needle: string): number {
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
-}
-
-/** A session of the proxy with OUTPUTS finished tasks of 4 KB each, submitted straight to the grid. */
-async function fill(proxy: ProxyProcess, grid: GridClient): Promise<string> {
-  const c = await call(
-    proxy.url,
-    `<sym:connect xmlns:sym="${SYM}"><sym:applicationName>echo</sym:applicationName><sym:username>bench</sym:username><sym:password>pw</sym:password></sym:connect>`,
-  );
-  const s = await call(
-    proxy.url,
-    `<sym:createSession xmlns:sym="${SYM}"><sym:connectionId>${pick(c, 'connectionId')!}</sym:connectionId></sym:createSession>`,
-  );
-  const sessionId = pick(s, 'sessionId')!;
-  const tasks = Array.from({ length: 500 }, () => ({ tag: '', priority: 1, payload: { text: PAYLOAD } }));
-  for (let sent = 0; sent < OUTPUTS; sent += tasks.length) {
-    await grid.call('sendTasks', {
-      sessionId,
-      tasks: tasks.slice(0, Math.min(tasks.length, OUTPUTS - sent)),
-    });
-  }
-  for (let i = 0; i < 6000; i++) {
-    const st = await grid.call('sessionStatus', { sessionId });
-    if (st.done + st.failed >= OUTPUTS) return sessionId;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('the grid did not run the tasks within 5 minutes');
 }
 
 interface Drain {
@@ -158,7 +108,7 @@ async function main(): Promise<void> {
       // Alternating order, so that neither method always runs on a warmer process.
       const order: ('fetch' | 'pull')[] = round % 2 === 0 ? ['fetch', 'pull'] : ['pull', 'fetch'];
       for (const method of order) {
-        const sessionId = await fill(proxy, gridClient);
+        const sessionId = await filledSession(proxy, gridClient, OUTPUTS, PAYLOAD);
         const next = method === 'fetch' ? byFetch(proxy, sessionId) : byPull(proxy, sessionId);
         results[method].push(await drain(proxy, next));
       }
