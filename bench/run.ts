@@ -20,16 +20,12 @@ import { EnvelopeSigner } from '../src/security/envelope-signer';
 import { startRedis } from '../test/helpers/redis';
 import { freePort, hasHaproxy, startHaproxy, type HaproxyProcess } from '../test/helpers/haproxy';
 import { randomUUID } from 'node:crypto';
+import { median } from './sessions';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SYM = 'http://soapproxy.symphony/v1';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function startBaseline(kind: string): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(process.execPath, [join(__dirname, 'baseline-servers.js'), kind], {
