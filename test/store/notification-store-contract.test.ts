@@ -7,10 +7,7 @@
  * NOW rather than by sleeping: the cases are exact and take no wall-clock time.
  */
 import { expect } from 'chai';
-import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { MemoryStore } from '../../src/store/memory-store';
-import { RedisStore } from '../../src/store/redis-store';
 import type {
   NotificationEvent,
   PullPointRecord,
@@ -19,8 +16,7 @@ import type {
   TopicFilter,
 } from '../../src/store/notification-store';
 import type { StateStore } from '../../src/store/store';
-import { requirePeer } from '../helpers/peers';
-import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
+import { redisStoreHarness } from '../helpers/redis-store';
 
 const NOW = 1_900_000_000_000;
 /** A claim or watch lease; it "passes" when a call is made at NOW + LEASE_MS or later. */
@@ -892,30 +888,11 @@ function contract(name: string, h: Harness): void {
 contract('MemoryStore', { make: async () => new MemoryStore() });
 
 {
-  let redis: RedisProcess | undefined;
-  let raw: Redis | undefined;
-  let prefix = '';
+  const h = redisStoreHarness('ncontract');
   contract('RedisStore (real redis-server)', {
-    async setup(ctx) {
-      requirePeer(ctx, 'redis-server', hasRedis(), 'apt-get install redis-server');
-      redis = await startRedis();
-      raw = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      await raw.connect();
-    },
-    async make() {
-      // A prefix of its own per store (so per test): nothing is shared between tests.
-      prefix = `ncontract:${randomUUID()}:`;
-      return RedisStore.connect({
-        url: redis!.url,
-        keyPrefix: prefix,
-        commandTimeoutMs: 5000,
-        connectTimeoutMs: 5000,
-      });
-    },
-    async teardown() {
-      raw?.disconnect();
-      await redis?.stop();
-    },
-    rawKeys: async () => sorted(await raw!.keys(`${prefix}*`)),
+    setup: h.setup,
+    make: h.make,
+    teardown: h.teardown,
+    rawKeys: async () => sorted(await h.raw().keys(`${h.prefix()}*`)),
   });
 }

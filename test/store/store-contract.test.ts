@@ -8,9 +8,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { MemoryStore } from '../../src/store/memory-store';
-import { RedisStore } from '../../src/store/redis-store';
 import type {
   EnumerationRecord,
   FetchLease,
@@ -19,8 +17,7 @@ import type {
   StateStore,
   StoredOutput,
 } from '../../src/store/store';
-import { requirePeer } from '../helpers/peers';
-import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
+import { redisStoreHarness } from '../helpers/redis-store';
 
 /** A lease or ttl meant to pass during the test; nothing is asserted while it still runs. */
 const SHORT_MS = 150;
@@ -1077,34 +1074,15 @@ function contract(name: string, h: Harness): void {
 contract('MemoryStore', { make: async () => new MemoryStore() });
 
 {
-  let redis: RedisProcess | undefined;
-  let raw: Redis | undefined;
-  let prefix = '';
+  const h = redisStoreHarness('contract');
   contract('RedisStore (real redis-server)', {
-    async setup(ctx) {
-      requirePeer(ctx, 'redis-server', hasRedis(), 'apt-get install redis-server');
-      redis = await startRedis();
-      raw = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      await raw.connect();
-    },
-    async make() {
-      // A prefix of its own per store (so per test): nothing is shared between tests.
-      prefix = `contract:${randomUUID()}:`;
-      return RedisStore.connect({
-        url: redis!.url,
-        keyPrefix: prefix,
-        commandTimeoutMs: 5000,
-        connectTimeoutMs: 5000,
-      });
-    },
-    async teardown() {
-      raw?.disconnect();
-      await redis?.stop();
-    },
+    setup: h.setup,
+    make: h.make,
+    teardown: h.teardown,
     // The layout of redis-store.ts: outputs of a session in the hash <prefix>out:<session>.
-    rawOutputCount: (sessionId) => raw!.hlen(`${prefix}out:${sessionId}`),
+    rawOutputCount: (sessionId) => h.raw().hlen(`${h.prefix()}out:${sessionId}`),
     // Leases in the hash <prefix>lease:<session>; records at <prefix>sess:<id> and <prefix>conn:<id>.
-    rawLeaseCount: (sessionId) => raw!.hlen(`${prefix}lease:${sessionId}`),
-    rawRecordTtl: (kind, id) => raw!.pttl(`${prefix}${kind}:${id}`),
+    rawLeaseCount: (sessionId) => h.raw().hlen(`${h.prefix()}lease:${sessionId}`),
+    rawRecordTtl: (kind, id) => h.raw().pttl(`${h.prefix()}${kind}:${id}`),
   });
 }
