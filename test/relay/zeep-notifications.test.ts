@@ -22,10 +22,8 @@ import {
   type StepResult,
   type ZeepRun,
 } from '../helpers/zeep';
+import { SYM, WSNT, WSRF_R } from '../../src/soap/ws-namespaces';
 
-const SYM = 'http://soapproxy.symphony/v1';
-const WSNT = 'http://docs.oasis-open.org/wsn/b-2';
-const WSRF_R = 'http://docs.oasis-open.org/wsrf/r-2';
 const SIMPLE = 'http://docs.oasis-open.org/wsn/t-1/TopicExpression/Simple';
 
 type Soap = '1.1' | '1.2';
