@@ -282,6 +282,7 @@ export function notificationHandlers(deps: NotificationDeps): NotificationHandle
           `sym:Ack ${args.ack} is beyond the last message handed out`,
         );
       await store.scheduleTermination(pullPointKey(id), expiresAt);
+      const base = serviceBase(ctx, deps.publicAddress);
       const subs = new Map<string, string | undefined>();
       const messages: string[] = [];
       for (const m of r.messages) {
@@ -289,7 +290,6 @@ export function notificationHandlers(deps: NotificationDeps): NotificationHandle
           subs.set(m.subscription, (await store.getSubscription(m.subscription))?.resource);
         // A subscription that ended meanwhile no longer names its producer (which is optional).
         const resource = subs.get(m.subscription);
-        const base = serviceBase(ctx, deps.publicAddress);
         messages.push(notificationMessage(base, m.subscription, resource, m, m.subscriptionSeq));
       }
       const first = r.messages[0];
