@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { GridClient } from '../src/backend/client';
 import { makeTestPki } from '../test/helpers/pki';
 import { spawnGrid, startProxyProcess, proxyConfig, type ProxyProcess } from '../test/helpers/processes';
-import { call, filledSession, median, openSession, pick, SYM } from './sessions';
+import { call, fetchPage, filledSession, median, openSession, pick, SYM } from './sessions';
 
 const OUTPUTS = Number(process.env.BENCH_NOTIFY_OUTPUTS ?? 20_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -108,15 +108,9 @@ async function drainByFetch(proxy: ProxyProcess, sessionId: string): Promise<num
   let token: string | undefined;
   for (let calls = 0; got < OUTPUTS; calls++) {
     if (calls > (OUTPUTS / PAGE) * 20) throw new Error(`drained only ${got} of ${OUTPUTS}`);
-    const r = await call(
-      proxy.url,
-      `<sym:fetchTaskOutput xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId><sym:countMax>${PAGE}</sym:countMax>` +
-        `<sym:timeoutMillis>1000</sym:timeoutMillis><sym:leaseMillis>60000</sym:leaseMillis>` +
-        (token ? `<sym:acknowledge>${token}</sym:acknowledge>` : '') +
-        `</sym:fetchTaskOutput>`,
-    );
-    token = pick(r, 'deliveryToken');
-    got += r.split('<sym:taskId>').length - 1;
+    const p = await fetchPage(proxy, sessionId, PAGE, token);
+    token = p.token;
+    got += p.outputs;
   }
   return OUTPUTS / ((performance.now() - start) / 1000);
 }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GridClient } from '../src/backend/client';
 import { spawnGrid, startProxyProcess, proxyConfig, type ProxyProcess } from '../test/helpers/processes';
-import { call, filledSession, median, pick, SYM } from './sessions';
+import { call, fetchPage, filledSession, median, pick, SYM } from './sessions';
 
 const OUTPUTS = Number(process.env.BENCH_PULL_OUTPUTS ?? 100_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -59,15 +59,9 @@ async function drain(proxy: ProxyProcess, next: () => Promise<number>): Promise<
 function byFetch(proxy: ProxyProcess, sessionId: string): () => Promise<number> {
   let token: string | undefined;
   return async () => {
-    const r = await call(
-      proxy.url,
-      `<sym:fetchTaskOutput xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId><sym:countMax>${PAGE}</sym:countMax>` +
-        `<sym:timeoutMillis>1000</sym:timeoutMillis><sym:leaseMillis>60000</sym:leaseMillis>` +
-        (token ? `<sym:acknowledge>${token}</sym:acknowledge>` : '') +
-        `</sym:fetchTaskOutput>`,
-    );
-    token = pick(r, 'deliveryToken');
-    return count(r, '<sym:taskId>');
+    const p = await fetchPage(proxy, sessionId, PAGE, token);
+    token = p.token;
+    return p.outputs;
   };
 }
 

@@ -64,3 +64,23 @@ export async function filledSession(
   }
   throw new Error('the grid did not run the tasks within 5 minutes');
 }
+
+/**
+ * One leased fetchTaskOutput of up to `page` outputs that acknowledges the previous page's token;
+ * the outputs it carried and the token the next page acknowledges.
+ */
+export async function fetchPage(
+  proxy: ProxyProcess,
+  sessionId: string,
+  page: number,
+  acknowledge: string | undefined,
+): Promise<{ outputs: number; token: string | undefined }> {
+  const r = await call(
+    proxy.url,
+    `<sym:fetchTaskOutput xmlns:sym="${SYM}"><sym:sessionId>${sessionId}</sym:sessionId><sym:countMax>${page}</sym:countMax>` +
+      `<sym:timeoutMillis>1000</sym:timeoutMillis><sym:leaseMillis>60000</sym:leaseMillis>` +
+      (acknowledge ? `<sym:acknowledge>${acknowledge}</sym:acknowledge>` : '') +
+      `</sym:fetchTaskOutput>`,
+  );
+  return { outputs: r.split('<sym:taskId>').length - 1, token: pick(r, 'deliveryToken') };
+}

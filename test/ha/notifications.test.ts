@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SYM, WSA, WSNT } from '../../src/soap/ws-namespaces';
 import { freePort, hasHaproxy, startHaproxy, type HaproxyProcess } from '../helpers/haproxy';
 import { requirePeer } from '../helpers/peers';
+import { sample, until } from '../helpers/poll';
 import { spawnGrid, startProxyProcess, type GridProcess, type ProxyProcess } from '../helpers/processes';
 import { hasRedis, startRedis, type RedisProcess } from '../helpers/redis';
 import { callOk, op, openSessionAt, pick } from '../helpers/soap-http';
@@ -80,25 +81,6 @@ class Consumer {
   of(subscription: string): Seen[] {
     return this.seen.filter((s) => s.subscription === subscription);
   }
-}
-
-/** Polls until `condition` holds or `timeoutMs` passes; true if it held. */
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 100,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(everyMs);
-  }
-}
-
-function sample(metrics: string, name: string, labels: string): number {
-  const line = metrics.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
 /**

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { requestGridStats } from '../../src/grid/stats-probe';
 import { SYM, WSEN_2004, WSRF_RL, WSRF_RP } from '../../src/soap/ws-namespaces';
 import { requirePeer } from '../helpers/peers';
+import { sample, until } from '../helpers/poll';
 import {
   proxyConfig,
   spawnGrid,
@@ -48,26 +49,6 @@ const taskIds = (body: string): string[] =>
 const texts = (body: string): string[] =>
   [...body.matchAll(/<sym:text>([^<]*)<\/sym:text>/g)].map((m) => m[1]!);
 const expected = (): string[] => Array.from({ length: TASKS }, (_, i) => `out-${i}`).sort();
-
-/** Polls `condition` every `everyMs` until it holds or `timeoutMs` has passed; true if it held. */
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 50,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(everyMs);
-  }
-}
-
-/** The value of one sample in a Prometheus text exposition (0 when absent). */
-function sample(metrics: string, name: string, labels: string): number {
-  const line = metrics.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
-}
 
 describe('ha: sessions as WS-Resources and enumeration contexts across three proxies on one Redis', function () {
   this.timeout(120_000);
