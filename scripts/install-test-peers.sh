@@ -8,7 +8,8 @@ set -euo pipefail
 # (libcommons-codec-java, libslf4j-java which also ships the slf4j-nop binding). Xalan/Xerces are
 # only Recommends and not needed: the JDK's own XML stack is used.
 packages=(python3-zeep python3-xmlsec xmlsec1 libxml2-utils redis-server haproxy
-  openjdk-17-jdk-headless libxml-security-java libcommons-codec-java libslf4j-java jaxws openssl)
+  openjdk-17-jdk-headless libxml-security-java libcommons-codec-java libslf4j-java jaxws openssl
+  rabbitmq-server python3-stomp python3-dirq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,6 +5,7 @@
  */
 import type { GridLink, GridRouter } from './backend/grid-router';
 import type { TlsReload } from './backend/grid-tls';
+import { startAccounting } from './components/accounting';
 import { startGridRouter } from './components/grid';
 import { startAdminListener, startSoapListener } from './components/listeners';
 import { startPolicies } from './components/policy';
@@ -74,6 +75,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
   const lifetimes = new Lifetimes(store, config.lifetime, Date.now, metrics.resourceUsage(), (kind, app) =>
     policies?.current.idleMs(kind, app),
   );
+  const accounting = await startAccounting(config, store, metrics.registry, res);
   const notifications = startNotifications(
     config,
     store,
@@ -83,6 +85,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
     metrics,
     audit,
     res,
+    accounting?.outbox ?? null,
   );
   const reaper = new Reaper(store, router, lifetimes, metrics, {
     ...config.lifetime,
@@ -101,6 +104,7 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
       lifetimes,
       maxTasksPerBatch: config.limits.maxTasksPerBatch,
       reliability: config.reliability,
+      ...(accounting ? { usage: accounting.outbox } : {}),
       publicAddress: {
         publicUrl: config.server.publicUrl,
         path: config.server.path,
@@ -147,7 +151,10 @@ async function assemble(config: ProxyConfig, res: Resources): Promise<RunningPro
           return `the SLA control file is invalid (the previous policy stays in effect): ${policies.lastError}`;
         return null;
       },
-      details: () => router.links().map((l) => `grid link ${l.cluster}: ${l.describe}`),
+      details: () => [
+        ...router.links().map((l) => `grid link ${l.cluster}: ${l.describe}`),
+        ...(accounting ? [accounting.describe()] : []),
+      ],
       registry: metrics.registry,
       policies,
       deadLetters: (max) => store.listDeadLetters(max),

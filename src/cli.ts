@@ -11,6 +11,7 @@ import { startProxy } from './app';
 import { ConfigError, loadConfig } from './config';
 import { log, setLogLevel } from './log';
 import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './commands/certs';
+import { accountingCommand } from './commands/accounting';
 import { generateDevPki } from './commands/dev-pki';
 import { relative } from 'node:path';
 import { policyCommand } from './commands/policy';
@@ -43,6 +44,9 @@ async function serve(argv: string[]): Promise<void> {
       notifications: {
         destinations: [{ consumer: '*', hosts: ['localhost', '127.0.0.1', '::1'], allowHttp: true }],
       },
+      // Usage records are made and queued on disk; with no broker configured they wait there
+      // (`symphony-soap-proxy accounting list`).
+      accounting: { enabled: true, site: 'DEV-SITE' },
     };
   }
   const config = loadConfig(values.config, process.env, base);
@@ -112,6 +116,9 @@ async function main(): Promise<void> {
     case 'policy':
       process.exitCode = await policyCommand(rest);
       return;
+    case 'accounting':
+      process.exitCode = await accountingCommand(rest);
+      return;
     case 'audit':
       process.exitCode = await auditCommand(rest);
       return;
@@ -121,7 +128,7 @@ async function main(): Promise<void> {
       return;
     default:
       console.error(
-        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE] | certs dev [--out DIR] [--force] | policy check FILE [--config FILE] | audit verify FILE',
+        'usage: symphony-soap-proxy serve [--config FILE] [--dev] | grid [--port N] [--config FILE] | certs dev [--out DIR] [--force] | policy check FILE [--config FILE] | audit verify FILE | accounting list|show|check|resend|purge',
       );
       process.exit(2);
   }

@@ -375,6 +375,117 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    /** Usage records sent the way APEL grid sites send them (see docs/accounting.md). */
+    accounting: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        /** The APEL Site name every record carries (as registered with the accounting receiver). */
+        site: z.string().min(1).max(255).optional(),
+        /** Job records as APEL individual job messages v0.3, or EMI CAR 1.2 XML. Summaries are always APEL. */
+        format: z.enum(['apel', 'car']).default('apel'),
+        /** This proxy's own queue directory; two proxies must never share one (a lock file enforces it). */
+        spoolDir: z.string().min(1).default('var/accounting'),
+        /** Records per message (APEL takes at most 1,000). */
+        recordsPerMessage: z.number().int().min(1).max(1000).default(1000),
+        /** How long records wait to fill a message before a smaller one is sent. */
+        batchDelayMs: z.number().int().min(0).max(3_600_000).default(10_000),
+        infrastructureType: z.string().min(1).max(20).default('grid'),
+        infrastructureDescription: z.string().min(1).max(100).default('symphony-soap-proxy'),
+        /** Per grid cluster: the submit host name and the benchmark that normalises its CPU time. */
+        clusters: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1),
+              submitHost: z.string().min(1).max(255).optional(),
+              serviceLevelType: z.enum(['HEPSPEC', 'HEPscore23', 'si2k']).optional(),
+              serviceLevel: z.number().positive().optional(),
+            }),
+          )
+          .default([]),
+        /** Per consumer (its id, or the subject of its certificate): the VO, group and role charged. */
+        consumers: z
+          .array(
+            z.strictObject({
+              consumer: z.string().min(1),
+              vo: z.string().min(1).max(255).optional(),
+              voGroup: z.string().min(1).max(255).optional(),
+              voRole: z.string().min(1).max(255).optional(),
+              localUserId: z.string().min(1).max(255).optional(),
+            }),
+          )
+          .default([]),
+        /** The VO of a consumer not listed above (none: the record carries no VO). */
+        defaultVo: z.string().min(1).max(255).optional(),
+        /** How long a record's claim is kept in the shared store: longer than the grid could redeliver its output. */
+        claimTtlMs: z
+          .number()
+          .int()
+          .min(60_000)
+          .default(45 * 86_400_000),
+        summaries: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            /** How often the farm's summary writer re-sends this month's totals (a summary replaces the last one). */
+            intervalMs: z.number().int().min(1000).default(86_400_000),
+            /** In the first days of a month, last month's final totals are sent too. */
+            previousMonthDays: z.number().int().min(0).max(28).default(3),
+          })
+          .prefault({}),
+        signing: z
+          .strictObject({
+            /** forge: in worker threads, RSA keys; openssl: the openssl binary (any key type). */
+            signer: z.enum(['forge', 'openssl']).default('forge'),
+            /** Defaults to security.responseSigning's certificate and key. */
+            certFile: z.string().optional(),
+            keyFile: z.string().optional(),
+            /** Encrypt each signed message to the receiver's certificate (openssl smime -encrypt form). */
+            encryptToCertFile: z.string().optional(),
+          })
+          .prefault({}),
+        broker: z
+          .strictObject({
+            /** Tried in turn; the next one on each reconnection. None: records wait in the queue. */
+            hosts: z
+              .array(
+                z.strictObject({
+                  host: z.string().min(1),
+                  port: z.number().int().min(1).max(65535),
+                  tls: z.boolean().default(true),
+                  /** Name the broker's certificate must carry, when it is not host. */
+                  servername: z.string().min(1).optional(),
+                }),
+              )
+              .default([]),
+            destination: z.string().min(1).default('/queue/global.accounting.cpu.central'),
+            login: z.string().optional(),
+            /** A file holding the passcode (never written into the config itself). */
+            passcodeFile: z.string().optional(),
+            vhost: z.string().optional(),
+            /** TLS: the CA bundle that signs the brokers, and a client certificate for mutual TLS. */
+            caFile: z.string().optional(),
+            certFile: z.string().optional(),
+            keyFile: z.string().optional(),
+            receiptTimeoutMs: z.number().int().min(100).default(30_000),
+            connectTimeoutMs: z.number().int().min(100).default(10_000),
+            heartbeatMs: z.number().int().min(0).default(10_000),
+            reconnectInitialMs: z.number().int().min(10).default(1000),
+            reconnectMaxMs: z.number().int().min(10).default(60_000),
+            /** Messages awaiting their RECEIPT at once. */
+            inFlight: z.number().int().min(1).max(64).default(4),
+          })
+          .prefault({}),
+      })
+      .prefault({})
+      .superRefine((a, ctx) => {
+        if (a.enabled && !a.site)
+          ctx.addIssue({ code: 'custom', path: ['site'], message: 'is required when accounting is enabled' });
+        if (!!a.broker.certFile !== !!a.broker.keyFile)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['broker', 'certFile'],
+            message: 'mutual TLS needs both certFile and keyFile',
+          });
+      }),
     lifetime: z
       .object({
         /** An unused session is closed on the grid this long after its last call; 0: never. */

@@ -101,6 +101,68 @@ describe('backend/protocol: framing and codec', () => {
     );
   });
 
+  it('round-trips task usage as plain numbers, 64-bit fields included', () => {
+    const usage = {
+      startTimeMs: 1_767_225_600_123,
+      endTimeMs: 1_767_225_724_456,
+      cpuTimeMs: 2 ** 40,
+      machine: 'wn-042.example.org',
+      processors: 1,
+      maxRssKb: 2 ** 33,
+      maxVmemKb: 0,
+    };
+    const reply = decodeGridFrame(
+      encodeGridFrame({
+        id: 4,
+        fetchOutputs: { outputs: [{ taskId: '1', successful: false, exception: 'x', usage }] },
+      }).subarray(4),
+    );
+    const got = reply.fetchOutputs!.outputs[0]!.usage;
+    // deep.equal also proves these are numbers: a Long object would not compare equal.
+    expect(got).to.deep.equal(usage);
+    expect(Object.getPrototypeOf(got)).to.equal(Object.prototype);
+  });
+
+  it('reads absent usage as undefined, and writes nothing for it', () => {
+    const reply = decodeGridFrame(
+      encodeGridFrame({ id: 5, fetchOutputs: { outputs: [{ taskId: '1', successful: true }] } }).subarray(4),
+    );
+    expect(reply.fetchOutputs!.outputs[0]!.usage).to.equal(undefined);
+    // The frame a grid predating usage sends: field 6 of TaskOutput is simply not there.
+    expect(
+      encodeGridFrame({ id: 5, fetchOutputs: { outputs: [{ taskId: '1', successful: true }] } }).toString(
+        'hex',
+      ),
+    ).to.equal('0000000c' + '0805' + '8a0107' + '0a05' + '0a0131' + '1001');
+  });
+
+  it('encodes usage as TaskOutput field 6 with zeros left out', () => {
+    const bytes = encodeGridFrame({
+      id: 6,
+      fetchOutputs: {
+        outputs: [
+          {
+            taskId: '1',
+            successful: true,
+            usage: {
+              startTimeMs: 300,
+              endTimeMs: 301,
+              cpuTimeMs: 0,
+              machine: 'h',
+              processors: 1,
+              maxRssKb: 0,
+              maxVmemKb: 0,
+            },
+          },
+        ],
+      },
+    });
+    // usage (32 0b): start 08 ac02, end 10 ad02, machine 22 01 68, processors 28 01.
+    expect(bytes.subarray(4).toString('hex')).to.equal(
+      '0806' + '8a0114' + '0a12' + '0a0131' + '1001' + '320b' + '08ac02' + '10ad02' + '220168' + '2801',
+    );
+  });
+
   it('encodes ack_outputs as ClientFrame field 18', () => {
     const bytes = encodeClientFrame({ id: 3, ackOutputs: { sessionId: 's1', deliveryId: 'd1' } });
     expect(bytes.toString('hex')).to.equal('0000000d' + '0803' + '920108' + '0a027331' + '12026431');

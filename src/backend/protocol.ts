@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
+import type { TaskUsage } from '../accounting/records';
 import { SCHEMA_DIR } from '../paths';
 
 export const PROTOCOL_VERSION = 1;
@@ -66,6 +67,8 @@ export interface TaskOutput {
   exception?: string;
   payload?: Payload;
   tag?: string;
+  /** What running the task cost; absent from grids that predate it (docs/protocol.md 6.9). */
+  usage?: TaskUsage;
 }
 
 export interface SessionStatus {
@@ -221,6 +224,20 @@ function normalizePayload(p: Payload | null | undefined): Payload | undefined {
   return undefined;
 }
 
+/** A plain TaskUsage with numbers for the 64-bit fields; undefined when the grid sent none. */
+function normalizeUsage(u: TaskUsage | null | undefined): TaskUsage | undefined {
+  if (!u) return undefined;
+  return {
+    startTimeMs: toNumber(u.startTimeMs),
+    endTimeMs: toNumber(u.endTimeMs),
+    cpuTimeMs: toNumber(u.cpuTimeMs),
+    machine: u.machine,
+    processors: u.processors,
+    maxRssKb: toNumber(u.maxRssKb),
+    maxVmemKb: toNumber(u.maxVmemKb),
+  };
+}
+
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
   const msg = ClientFrameType.decode(bytes) as unknown as ClientFrame;
   if (msg.sendTasks) for (const t of msg.sendTasks.tasks) t.payload = normalizePayload(t.payload);
@@ -235,7 +252,12 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
 
 export function decodeGridFrame(bytes: Uint8Array): GridFrame {
   const msg = GridFrameType.decode(bytes) as unknown as GridFrame;
-  if (msg.fetchOutputs) for (const o of msg.fetchOutputs.outputs) o.payload = normalizePayload(o.payload);
+  if (msg.fetchOutputs) {
+    for (const o of msg.fetchOutputs.outputs) {
+      o.payload = normalizePayload(o.payload);
+      o.usage = normalizeUsage(o.usage);
+    }
+  }
   return msg;
 }
 

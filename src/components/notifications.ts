@@ -3,6 +3,7 @@
  * publisher), and the two background loops every proxy of the farm runs: the session watcher
  * (grid outputs into the queues) and the dispatcher (queues to consumers).
  */
+import type { UsageSink } from '../accounting/sink';
 import type { ProxyConfig } from '../config';
 import type { GridRouter } from '../backend/grid-router';
 import { Destinations } from '../notifications/destinations';
@@ -54,6 +55,7 @@ export function startNotifications(
   metrics: ProxyMetrics,
   audit: AuditLog | null,
   res: Resources,
+  usage: UsageSink | null = null,
 ): NotificationParts {
   const n = config.notifications;
   const notifier = new Notifier(
@@ -94,6 +96,7 @@ export function startNotifications(
       pollMs: Math.max(n.delivery.pollMs, 100),
     },
     { collected: (count) => metrics.outputsCollected.inc(count) },
+    usage,
   );
   dispatcher.start();
   watcher.start();

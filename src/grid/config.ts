@@ -47,6 +47,8 @@ const gridConfigSchema = z
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(0),
     gridName: z.string().min(1).default('reference-grid'),
+    /** TaskUsage.machine on every output. Unset: os.hostname() of the host the grid runs on. */
+    machine: z.string().min(1).max(255).optional(),
     sharedSecret: z.string().default(''),
     /** TLS on the listener. Required unless `host` is loopback or plaintext is set. */
     tls: tlsSchema.optional(),

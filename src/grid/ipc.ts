@@ -38,6 +38,19 @@ export interface ResultsMessage {
   out: (Payload | string | null)[];
   /** Time spent running these tasks; feeds the grid's batch sizing. */
   ms: number;
+  /** Per task, parallel to out: TaskUsage start and end (epoch ms), CPU (ms), worker peak RSS (KB). */
+  startMs: number[];
+  endMs: number[];
+  cpuMs: number[];
+  maxRssKb: number[];
+}
+
+/** What the worker knew of the task it was running when it exited. */
+export interface PartialUsage {
+  startMs: number;
+  endMs: number;
+  cpuMs: number;
+  maxRssKb: number;
 }
 
 /** Sent from the worker's exit handler: which task was running when the process exited. */
@@ -45,6 +58,7 @@ export interface ExitingMessage {
   kind: 'exiting';
   batch: number;
   index: number;
+  usage: PartialUsage;
 }
 
 export type WorkerMessage = ReadyMessage | FatalMessage | ResultsMessage | ExitingMessage;

@@ -11,8 +11,15 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { TaskUsage } from '../accounting/records';
 import type { Payload } from '../backend/protocol';
-import { isWorkerMessage, type ResultsMessage, type RunBatchMessage, type WorkerMessage } from './ipc';
+import {
+  isWorkerMessage,
+  type PartialUsage,
+  type ResultsMessage,
+  type RunBatchMessage,
+  type WorkerMessage,
+} from './ipc';
 import { Fifo, type Task, type TaskSession } from './task-queue';
 
 const WORKER_SCRIPT = join(__dirname, 'worker.js');
@@ -28,6 +35,8 @@ const EWMA_WEIGHT = 0.3;
 const KILL_GRACE_MS = 2000;
 /** Delay before respawning a worker that could not even load its service. */
 const FATAL_RESPAWN_MS = 1000;
+/** A worker runs one task at a time on one thread. */
+const PROCESSORS_PER_TASK = 1;
 
 export type Logger = (message: string) => void;
 
@@ -37,6 +46,8 @@ export interface SchedulerOptions {
   servicePath: string;
   workers: number;
   maxTaskRetries: number;
+  /** Reported as TaskUsage.machine on every output. */
+  machine: string;
   log: Logger;
 }
 
@@ -54,6 +65,11 @@ interface Batch {
   done: number;
   isolated: boolean;
   sentAt: number;
+  /**
+   * Epoch ms when the batch was sent, then the end of its last reported task: the earliest the
+   * next task can have started, for a crash the worker could not report.
+   */
+  startedBy: number;
 }
 
 class WorkerSlot {
@@ -64,7 +80,7 @@ class WorkerSlot {
   exitSignal: NodeJS.Signals | null = null;
   fatal: string | undefined;
   /** Batch and index of the task running when the process exited, if it told us. */
-  crashAt: { batch: number; index: number } | undefined;
+  crashAt: { batch: number; index: number; usage: PartialUsage } | undefined;
   readonly outstanding: Batch[] = [];
   killTimer: NodeJS.Timeout | undefined;
   readonly whenGone: Promise<void>;
@@ -215,7 +231,7 @@ export class AppScheduler {
         slot.fatal = m.message;
         break;
       case 'exiting':
-        slot.crashAt = { batch: m.batch, index: m.index };
+        slot.crashAt = { batch: m.batch, index: m.index, usage: m.usage };
         break;
     }
   }
@@ -225,6 +241,7 @@ export class AppScheduler {
     if (!batch || m.from !== batch.done) return; // stale or duplicate; cannot happen with one channel
     const out = m.out;
     const n = out.length;
+    const machine = this.options.machine;
     for (let i = 0; i < n; i++) {
       const task = batch.tasks[m.from + i]!;
       const value = out[i]!;
@@ -232,8 +249,10 @@ export class AppScheduler {
       task.session.running--;
       if (ok) this.completed++;
       else this.failed++;
-      task.session.complete(task, ok, value);
+      const usage = taskUsage(m.startMs[i]!, m.endMs[i]!, m.cpuMs[i]!, m.maxRssKb[i]!, machine);
+      task.session.complete(task, ok, value, usage);
     }
+    if (n > 0) batch.startedBy = m.endMs[n - 1]!;
     batch.done += n;
     if (batch.done >= batch.tasks.length) slot.outstanding.splice(slot.outstanding.indexOf(batch), 1);
     if (n > 0) {
@@ -322,7 +341,14 @@ export class AppScheduler {
       message.tags[i] = t.tag;
       message.payloads[i] = t.payload;
     }
-    slot.outstanding.push({ id: message.batch, tasks, done: 0, isolated, sentAt: performance.now() });
+    slot.outstanding.push({
+      id: message.batch,
+      tasks,
+      done: 0,
+      isolated,
+      sentAt: performance.now(),
+      startedBy: Date.now(),
+    });
     slot.child.send(message);
     return true;
   }
@@ -379,13 +405,16 @@ export class AppScheduler {
     // Blame the task the worker said it was running, or the only candidate. With several
     // candidates and no word from the worker, nobody is blamed: they are re-run one at a time,
     // so that the next crash (if any) identifies its task.
-    let culprit: Task | undefined;
+    let culprit: { task: Task; usage: PartialUsage } | undefined;
     const at = slot.crashAt;
     if (at) {
       const b = slot.outstanding.find((x) => x.id === at.batch);
-      if (b && at.index >= b.done) culprit = b.tasks[at.index];
+      const task = b && at.index >= b.done ? b.tasks[at.index] : undefined;
+      if (task) culprit = { task, usage: at.usage };
     }
-    if (!culprit && unfinished.length === 1) culprit = unfinished[0];
+    if (!culprit && unfinished.length === 1) {
+      culprit = { task: unfinished[0]!, usage: unreportedUsage(slot.outstanding) };
+    }
     slot.outstanding.length = 0;
     const reason = exitReason(slot);
     if (slot.ready && slot.fatal === undefined) {
@@ -401,19 +430,21 @@ export class AppScheduler {
       const session = task.session;
       session.running--;
       if (session.closed) continue;
-      if (task === culprit) {
+      if (task === culprit?.task) {
         if (task.retries >= this.options.maxTaskRetries) {
           this.failed++;
+          const u = culprit.usage;
           session.complete(
             task,
             false,
             `service instance ${reason} while running this task; retried ${task.retries} time(s)`,
+            taskUsage(u.startMs, u.endMs, u.cpuMs, u.maxRssKb, this.options.machine),
           );
           continue;
         }
         task.retries++;
       }
-      task.isolate = culprit === undefined || task === culprit;
+      task.isolate = culprit === undefined || task === culprit.task;
       session.queue.pushFront(task);
       this.markReady(session);
     }
@@ -432,6 +463,35 @@ export class AppScheduler {
       this.respawnTimers.add(timer);
     }
   }
+}
+
+function taskUsage(
+  startTimeMs: number,
+  endTimeMs: number,
+  cpuTimeMs: number,
+  maxRssKb: number,
+  machine: string,
+): TaskUsage {
+  // Peak virtual size is unknown: getrusage, the worker's only source, does not report it.
+  return {
+    startTimeMs,
+    endTimeMs,
+    cpuTimeMs,
+    machine,
+    processors: PROCESSORS_PER_TASK,
+    maxRssKb,
+    maxVmemKb: 0,
+  };
+}
+
+/**
+ * A crash the worker could not report (killed by a signal): the task ran at most from the end of
+ * the last result its batch reported until now; CPU and memory are unknown.
+ */
+function unreportedUsage(outstanding: readonly Batch[]): PartialUsage {
+  const endMs = Date.now();
+  const b = outstanding.find((x) => x.done < x.tasks.length);
+  return { startMs: Math.min(b?.startedBy ?? endMs, endMs), endMs, cpuMs: 0, maxRssKb: 0 };
 }
 
 function exitReason(slot: WorkerSlot): string {

@@ -3,7 +3,9 @@
  * Independent of sockets: ids are logical, so any socket may use any connection or session.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import type { TaskUsage } from '../accounting/records';
 import {
   CloseMode,
   ErrorCode,
@@ -46,6 +48,7 @@ class Application {
 
   constructor(
     readonly config: ApplicationConfig,
+    machine: string,
     log: Logger,
   ) {
     this.scheduler = new AppScheduler({
@@ -53,6 +56,7 @@ class Application {
       servicePath: servicePath(config.service),
       workers: config.workers,
       maxTaskRetries: config.maxTaskRetries,
+      machine,
       log,
     });
     if (config.users) this.users = new Map(config.users.map((u) => [u.name, digest(u.password)]));
@@ -274,9 +278,9 @@ export class Session implements TaskSession {
     return ids;
   }
 
-  complete(task: Task, ok: boolean, value: Payload | string | null): void {
+  complete(task: Task, ok: boolean, value: Payload | string | null, usage: TaskUsage): void {
     if (this.closed) return;
-    const output: TaskOutput = { taskId: task.id, successful: ok };
+    const output: TaskOutput = { taskId: task.id, successful: ok, usage };
     if (ok) {
       this.done++;
       if (value !== null) output.payload = value as Payload;
@@ -403,7 +407,8 @@ export class SessionManager {
     private readonly config: GridConfig,
     private readonly log: Logger,
   ) {
-    for (const app of config.applications) this.apps.set(app.name, new Application(app, log));
+    const machine = config.machine ?? hostname();
+    for (const app of config.applications) this.apps.set(app.name, new Application(app, machine, log));
   }
 
   /** Starts every application's workers. */

@@ -1,3 +1,4 @@
+import type { TaskUsage } from '../accounting/records';
 import type { Payload } from '../backend/protocol';
 
 /** Array-backed FIFO with a head index: Array#shift would copy the whole array on every call. */
@@ -67,8 +68,11 @@ export interface TaskSession {
   inReady: boolean;
   /** Tasks handed to workers whose outputs have not come back. */
   running: number;
-  /** Records a finished task: value is the output payload, or the exception text if !ok. */
-  complete(task: Task, ok: boolean, value: Payload | string | null): void;
+  /**
+   * Records a finished task: value is the output payload, or the exception text if !ok. usage is
+   * kept with the output as it is, so that every delivery of it carries the same values.
+   */
+  complete(task: Task, ok: boolean, value: Payload | string | null, usage: TaskUsage): void;
 }
 
 export class Task {

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import type { Payload } from '../backend/protocol';
-import type { ParentMessage, RunBatchMessage, WorkerMessage } from './ipc';
+import type { ParentMessage, PartialUsage, RunBatchMessage, WorkerMessage } from './ipc';
 import type { ServiceContext } from './services/types';
 
 type RunFn = (input: Payload, ctx: ServiceContext) => unknown;
@@ -24,6 +24,34 @@ let currentIndex = -1;
 let unsent: (Payload | string | null)[] = [];
 let unsentFrom = 0;
 let unsentMs = 0;
+let unsentStart: number[] = [];
+let unsentEnd: number[] = [];
+let unsentCpu: number[] = [];
+let unsentRss: number[] = [];
+
+// Wall clock (epoch ms) and this process's CPU (µs) when the running task started. The end of
+// one task is the start of the next (the gap is a few array pushes), re-read only after an IPC
+// send, so that sending is not charged to a task and each task costs one getrusage.
+let markMs = 0;
+let markCpuUs = 0;
+
+function mark(): void {
+  const r = process.resourceUsage();
+  markMs = Date.now();
+  markCpuUs = r.userCPUTime + r.systemCPUTime;
+}
+
+/** The usage of the task started at the last mark, ending now; moves the mark here. */
+function measure(): PartialUsage {
+  // resourceUsage rather than cpuUsage: the same getrusage call also gives the peak RSS.
+  const r = process.resourceUsage();
+  const endMs = Math.max(Date.now(), markMs);
+  const cpuUs = r.userCPUTime + r.systemCPUTime;
+  const usage = { startMs: markMs, endMs, cpuMs: Math.round((cpuUs - markCpuUs) / 1000), maxRssKb: r.maxRSS };
+  markMs = endMs;
+  markCpuUs = cpuUs;
+  return usage;
+}
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);
@@ -31,10 +59,28 @@ function send(message: WorkerMessage): void {
 
 function flush(batch: RunBatchMessage): void {
   if (unsent.length === 0) return;
-  send({ kind: 'results', batch: batch.batch, from: unsentFrom, out: unsent, ms: unsentMs });
+  send({
+    kind: 'results',
+    batch: batch.batch,
+    from: unsentFrom,
+    out: unsent,
+    ms: unsentMs,
+    startMs: unsentStart,
+    endMs: unsentEnd,
+    cpuMs: unsentCpu,
+    maxRssKb: unsentRss,
+  });
   unsentFrom += unsent.length;
+  resetUnsent();
+}
+
+function resetUnsent(): void {
   unsent = [];
   unsentMs = 0;
+  unsentStart = [];
+  unsentEnd = [];
+  unsentCpu = [];
+  unsentRss = [];
 }
 
 function describeError(err: unknown): string {
@@ -63,10 +109,10 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 
 async function runBatch(batch: RunBatchMessage, run: RunFn): Promise<void> {
   current = batch;
-  unsent = [];
+  resetUnsent();
   unsentFrom = 0;
-  unsentMs = 0;
   let lastFlush = performance.now();
+  mark();
   const n = batch.taskIds.length;
   for (let i = 0; i < n; i++) {
     currentIndex = i;
@@ -86,12 +132,18 @@ async function runBatch(batch: RunBatchMessage, run: RunFn): Promise<void> {
     } catch (err) {
       value = describeError(err);
     }
+    const usage = measure();
     const t1 = performance.now();
     unsentMs += t1 - t0;
     unsent.push(value);
+    unsentStart.push(usage.startMs);
+    unsentEnd.push(usage.endMs);
+    unsentCpu.push(usage.cpuMs);
+    unsentRss.push(usage.maxRssKb);
     if (t1 - lastFlush >= FLUSH_MS) {
       flush(batch);
       lastFlush = t1;
+      mark();
     }
   }
   currentIndex = -1;
@@ -133,7 +185,9 @@ async function main(): Promise<void> {
   process.on('exit', () => {
     if (!current) return;
     flush(current);
-    if (currentIndex >= 0) send({ kind: 'exiting', batch: current.batch, index: currentIndex });
+    if (currentIndex >= 0) {
+      send({ kind: 'exiting', batch: current.batch, index: currentIndex, usage: measure() });
+    }
   });
 
   const servicePath = process.argv[2] ?? '';

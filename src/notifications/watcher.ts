@@ -10,6 +10,7 @@
  * An output a notification does not carry (too large, nobody subscribed to outputs, or a queue
  * was full) is parked in the session's output leases, where fetchTaskOutput finds it.
  */
+import { sessionFacts, type UsageSink } from '../accounting/sink';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TaskOutput } from '../backend/protocol';
@@ -19,7 +20,7 @@ import { log } from '../log';
 import { render, serializeOutput } from '../operations/task-output';
 import type { TaskOutputItem } from '../pipeline/operation';
 import type { NotificationEvent } from '../store/notification-store';
-import type { StateStore } from '../store/store';
+import type { SessionRecord, StateStore } from '../store/store';
 import { taskOutputEvent, taskStateEvent } from './messages';
 import type { Notifier } from './notifier';
 import { topicMatches } from './topics';
@@ -54,6 +55,7 @@ export class SessionWatcher {
     private readonly writeOutput: (item: TaskOutputItem) => string,
     private readonly cfg: WatcherConfig,
     private readonly metrics: WatcherMetrics | null = null,
+    private readonly usage: UsageSink | null = null,
   ) {}
 
   start(): void {
@@ -97,7 +99,7 @@ export class SessionWatcher {
           await this.store.setWatch(sessionId, false);
           return;
         }
-        await this.collect(sessionId, rec.cluster, rec.connectionId, subs);
+        await this.collect(sessionId, rec, subs);
       } catch (e) {
         if (e instanceof GatewayError && e.code === 'SSP_UNKNOWN_SESSION') {
           await this.store.setWatch(sessionId, false).catch(() => undefined);
@@ -125,10 +127,10 @@ export class SessionWatcher {
 
   private async collect(
     sessionId: string,
-    cluster: string,
-    connectionId: string,
+    rec: SessionRecord,
     subs: { topics: { path: string; exact: boolean }[] }[],
   ): Promise<void> {
+    const { cluster, connectionId } = rec;
     const client = this.router.client(cluster);
     const reply = await client.call(
       'fetchOutputs',
@@ -163,6 +165,8 @@ export class SessionWatcher {
         1,
       );
     }
+    // Before the grid's hold is released, as on the fetch path (task-output.ts).
+    if (this.usage) await this.usage.record(sessionFacts(sessionId, rec), reply.outputs);
     this.metrics?.collected(reply.outputs.length);
     // Not awaited: the next fetch cannot get these outputs while they are held, and a lost ack
     // only means the grid hands them out again after the hold (a repeat, never a loss).

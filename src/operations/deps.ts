@@ -1,3 +1,4 @@
+import type { UsageSink } from '../accounting/sink';
 import type { StateStore } from '../store/store';
 import type { GridRouter } from '../backend/grid-router';
 import type { Lifetimes } from '../lifetime/lifetimes';
@@ -35,6 +36,8 @@ export interface OperationDeps {
   notifications?: { limits: NotificationLimits; destinations: Destinations };
   /** Publishes session and connection events to subscribers; absent: nothing is published. */
   notifier?: Notifier;
+  /** Usage records of the tasks whose outputs the grid hands to this proxy; absent: accounting off. */
+  usage?: UsageSink;
   reliability: {
     clientKeyTtlMs: number;
     maxLeaseMs: number;

@@ -26,6 +26,8 @@ function sessionOf(conn: ConnectionRecord, ctx: ResolvedCall, connectionId: stri
     owner: ctx.consumer.id,
     connectionId,
     application: conn.application,
+    // Usage records name the certificate's subject even where the consumer id is a mapped name.
+    ...(ctx.consumer.subject !== undefined ? { subject: ctx.consumer.subject } : {}),
     ...(conn.serviceVersion !== undefined ? { serviceVersion: conn.serviceVersion } : {}),
     created: Date.now(),
   };

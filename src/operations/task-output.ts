@@ -1,10 +1,11 @@
 /** TaskOutput port type: fetchTaskOutput, acknowledgeTaskOutput. */
 import { randomBytes } from 'node:crypto';
+import { sessionFacts } from '../accounting/sink';
 import type { Payload, TaskOutput } from '../backend/protocol';
 import type { ResolvedCall } from '../pipeline/context';
 import type { Handler, TaskOutputItem } from '../pipeline/operation';
 import { parseXml } from '../soap/xml';
-import type { StoredOutput } from '../store/store';
+import type { SessionRecord, StoredOutput } from '../store/store';
 import type { OperationDeps } from './deps';
 import type { AcknowledgeTaskOutputArgs, FetchTaskOutputArgs, PayloadValue } from './messages';
 import { ownedSession } from './ownership';
@@ -47,6 +48,7 @@ export function serializeOutput(o: TaskOutput): StoredOutput {
       exception: o.exception,
       tag: o.tag,
       payload,
+      usage: o.usage,
     }),
   };
 }
@@ -60,6 +62,8 @@ function deserializeOutput(data: string): TaskOutput {
     exception: v.exception,
     tag: v.tag,
     payload: p?.binary !== undefined ? { binary: Buffer.from(p.binary, 'base64') } : p,
+    // Absent in outputs stored before grids reported usage, and from grids that do not.
+    usage: v.usage,
   };
 }
 
@@ -77,6 +81,8 @@ export function render(o: TaskOutput): TaskOutputItem & { tag: string | undefine
 /** What a leased fetch asks of the store and the grid (fetchTaskOutput and enumeration Pulls). */
 export interface LeasedFetch {
   sessionId: string;
+  /** The session's record: usage records are charged to its owner. */
+  session: SessionRecord;
   cluster: string;
   acknowledge: string | undefined;
   countMax: number;
@@ -95,7 +101,7 @@ export interface LeasedFetch {
  * store write the grid takes its outputs back, after it the lease has them.
  */
 export async function leasedFetch(
-  deps: Pick<OperationDeps, 'router' | 'store' | 'reliability'>,
+  deps: Pick<OperationDeps, 'router' | 'store' | 'reliability' | 'usage'>,
   ctx: ResolvedCall,
   f: LeasedFetch,
 ): Promise<{ repeat: boolean; token: string; outputs: TaskOutput[] }> {
@@ -131,6 +137,10 @@ export async function leasedFetch(
       // Held outputs go back to the session when the socket drops, so a retry is safe.
       { retrySafe: f.leaseMs > 0 },
     );
+    // Recorded before the grid's hold is released: a crash before this point gets the outputs
+    // handed out again, and with them the same records.
+    if (deps.usage && reply.outputs.length > 0)
+      await deps.usage.record(sessionFacts(f.sessionId, f.session), reply.outputs);
     if (f.leaseMs > 0 && reply.outputs.length > 0) {
       await store.leaseOutputs(f.sessionId, start.token, reply.outputs.map(serializeOutput), f.leaseMs);
       const deliveryId = reply.deliveryId;
@@ -163,6 +173,7 @@ export function taskOutputHandlers(deps: OperationDeps): {
       const leaseMs = args.leaseMillis === undefined ? 0 : Math.min(args.leaseMillis, reliability.maxLeaseMs);
       const fetched = await leasedFetch(deps, ctx, {
         sessionId: args.sessionId,
+        session: rec,
         cluster: rec.cluster,
         acknowledge: args.acknowledge,
         countMax: args.countMax,

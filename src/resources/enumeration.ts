@@ -261,6 +261,7 @@ export function enumerationHandlers(
     }
     const fetched = await leasedFetch(deps, ctx, {
       sessionId,
+      session,
       cluster: session.cluster,
       acknowledge: mark === '-' ? undefined : mark,
       countMax: max,

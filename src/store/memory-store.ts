@@ -2,6 +2,7 @@
  * The single-process store: plain maps. Records and leased outputs live until closed or
  * released, like the grid's; claimed keys and remembered replies expire.
  */
+import { MemoryAccounting } from './accounting-store';
 import { MemoryLeases } from './memory-leases';
 import { MemoryNotifications } from './memory-notifications';
 import { DelegatedNotifications } from './notification-delegation';
@@ -69,6 +70,7 @@ export class MemoryStore extends DelegatedNotifications implements StateStore {
   private readonly setByClient = new Set<string>();
   private readonly enumerations = new Map<string, EnumerationState>();
   protected readonly notifications = new MemoryNotifications();
+  readonly accounting = new MemoryAccounting();
 
   async getConnection(id: string): Promise<ConnectionRecord | undefined> {
     return this.connections.get(id);

@@ -18,6 +18,7 @@ import {
   LEASE_OUTPUTS_SCRIPT,
   SCHEDULE_TERMINATION_SCRIPT,
 } from './redis-scripts';
+import { RedisAccounting } from './redis-accounting';
 import { RedisNotifications } from './redis-notifications';
 import { DelegatedNotifications } from './notification-delegation';
 import {
@@ -170,6 +171,7 @@ export class RedisStore extends DelegatedNotifications implements StateStore {
   private lastError: unknown;
   /** Subscriptions, pull points and watches: the same client, prefix and error mapping. */
   protected readonly notifications: RedisNotifications;
+  readonly accounting: RedisAccounting;
 
   private constructor(
     private readonly client: Redis,
@@ -189,6 +191,7 @@ export class RedisStore extends DelegatedNotifications implements StateStore {
     client.defineCommand('sspRewindEnumeration', { lua: REWIND_ENUMERATION_SCRIPT, numberOfKeys: 1 });
     this.scripts = client as unknown as ScriptCommands;
     this.notifications = new RedisNotifications(client, prefix, this.call.bind(this), where);
+    this.accounting = new RedisAccounting(client, prefix, this.call.bind(this));
     client.on('error', (e: unknown) => {
       this.lastError = e;
     });

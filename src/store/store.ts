@@ -2,6 +2,7 @@
  * Everything a proxy must remember between calls, behind one interface so that a shared
  * store (Redis) can replace the in-process one and let any proxy continue any client's work.
  */
+import type { AccountingStore } from './accounting-store';
 import type { NotificationStore } from './notification-store';
 
 /** Who schedules a termination: the idle lease, or the resource's client (SetTerminationTime). */
@@ -26,6 +27,8 @@ export interface SessionRecord {
   application?: string;
   /** When it was created or last opened (ms since the epoch). */
   created?: number;
+  /** RFC 4514 subject of the certificate that created or opened it (usage records name it). */
+  subject?: string;
 }
 
 /** A WS-Enumeration context, shared by the farm so that any proxy answers the next Pull. */
@@ -128,6 +131,8 @@ export interface StoredOutput {
 
 /** Notification subscriptions and pull points (NotificationStore) are shared the same way. */
 export interface StateStore extends NotificationStore {
+  /** Record claims, monthly usage totals and the summary writer's lease (accounting). */
+  readonly accounting: AccountingStore;
   getConnection(id: string): Promise<ConnectionRecord | undefined>;
   putConnection(id: string, rec: ConnectionRecord): Promise<void>;
   deleteConnection(id: string): Promise<void>;

@@ -28,9 +28,14 @@ describe('docs/grid.md: the reference grid configuration is documented key by ke
     const withUsers = parsed.applications.some((a) => a.users !== undefined);
     expect(withUsers, 'the example shows application users').to.equal(true);
     const defaults = parseGridConfig({});
-    // The secret belongs in GRID_SHARED_SECRET, not a file; plaintext and tls exclude each other.
+    // The secret belongs in GRID_SHARED_SECRET, not a file; plaintext and tls exclude each other;
+    // machine and tls have no default.
     expect(Object.keys(example as object).sort()).to.deep.equal(
-      [...Object.keys(defaults).filter((k) => k !== 'sharedSecret' && k !== 'plaintext'), 'tls'].sort(),
+      [
+        ...Object.keys(defaults).filter((k) => k !== 'sharedSecret' && k !== 'plaintext'),
+        'tls',
+        'machine',
+      ].sort(),
     );
     expect(doc).to.contain('| `plaintext` |');
   });

@@ -1,0 +1,487 @@
+/**
+ * The accounting pipeline of one proxy, in three steps that each survive a crash:
+ *
+ * 1. record   (grid path)  finished tasks → job records → one element in `staged/`, fsynced,
+ *                          before the grid's hold on the outputs is acknowledged.
+ * 2. batch    (background) staged records → claimed in the shared store (so that a task whose
+ *                          output reached two proxies is recorded by one) → messages of up to
+ *                          recordsPerMessage records in `outgoing/` → staged elements removed.
+ * 3. send     (background) each message signed (S/MIME), sent over STOMP with a receipt, and
+ *                          removed only once the broker's RECEIPT has arrived.
+ *
+ * Nothing here may hold up or fail a grid call: the record step logs and counts its failures.
+ */
+import { log } from '../log';
+import type { AccountingStore } from '../store/accounting-store';
+import { StoreUnavailableError } from '../store/store';
+import {
+  APEL_JOB_HEADER,
+  APEL_SUMMARY_HEADER,
+  asciiValue,
+  jobRecordProblems,
+  summaryRecordProblems,
+  writeApelJobs,
+  writeApelSummaries,
+} from './apel';
+import { writeCarJobs } from './car';
+import type { AccountingMetrics } from './metrics';
+import { MAX_RECORDS_PER_MESSAGE, type AccountingFormat, type JobRecord } from './records';
+import type { SmimeSigner } from './smime';
+import type { DirQueue } from './spool';
+import {
+  claimOf,
+  monthOf,
+  summariesOf,
+  type FinishedTask,
+  type RecordMaker,
+  type SessionFacts,
+} from './usage';
+
+/** What the outbox needs of a transport (StompSender; a fake in tests). */
+export interface MessageTransport {
+  start(): void;
+  stop(): Promise<void>;
+  readonly connected: boolean;
+  status(): { connected: boolean; broker?: string | undefined; lastError?: string | undefined };
+  /** Resolves once the broker has acknowledged the message (STOMP RECEIPT). */
+  send(body: string, empaId: string): Promise<void>;
+}
+
+export interface OutboxOptions {
+  site: string;
+  format: AccountingFormat;
+  recordsPerMessage: number;
+  batchDelayMs: number;
+  claimTtlMs: number;
+  /** Sends in flight awaiting their RECEIPT. */
+  inFlight: number;
+  summaries: { enabled: boolean; intervalMs: number; previousMonthDays: number };
+  /** Encrypts a signed message to the receiver, when configured. */
+  encrypt?: (signed: string) => Promise<string>;
+}
+
+export interface OutboxQueues {
+  staged: DirQueue;
+  outgoing: DirQueue;
+  rejected: DirQueue;
+  /** This spool's identity in the shared store (stable across restarts). */
+  owner: string;
+}
+
+export interface OutboxStatus {
+  broker: 'connected' | 'unreachable' | 'not configured';
+  brokerAddress?: string;
+  lastError?: string;
+  stagedElements: number;
+  queuedMessages: number;
+  rejectedMessages: number;
+  oldestAgeMs: number | undefined;
+}
+
+/** How often the background steps look for work when nothing wakes them. */
+const POLL_MS = 250;
+/** A failing step waits this long before the next attempt, doubling up to MAX_BACKOFF_MS. */
+const BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+/** Repeated failures of the same kind are logged at most this often. */
+const LOG_EVERY_MS = 10_000;
+/** Summary lease ticks: the writer holds the lease for three ticks. */
+const SUMMARY_TICK_MS = 60_000;
+
+export class AccountingOutbox {
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loops: Promise<void>[] = [];
+  private readonly lastLogged = new Map<string, number>();
+  private queuedIds: Set<string> | undefined;
+  private status_: OutboxStatus = {
+    broker: 'not configured',
+    stagedElements: 0,
+    queuedMessages: 0,
+    rejectedMessages: 0,
+    oldestAgeMs: undefined,
+  };
+  private summariesWrittenAt = 0;
+
+  constructor(
+    private readonly opts: OutboxOptions,
+    private readonly store: AccountingStore,
+    private readonly q: OutboxQueues,
+    private readonly maker: RecordMaker,
+    private readonly signer: SmimeSigner | null,
+    private readonly sender: MessageTransport | null,
+    private readonly metrics: AccountingMetrics,
+  ) {}
+
+  /** Step 1, on the grid path: never throws, never waits for anything but one local write. */
+  async record(session: SessionFacts, tasks: readonly FinishedTask[]): Promise<void> {
+    const records: JobRecord[] = [];
+    const now = Date.now();
+    for (const t of tasks) {
+      const r = this.maker.job(session, t);
+      if (!r) {
+        this.metrics.records.inc({ result: 'skipped' });
+        this.warn('no-usage', 'the grid reported no usage for a task: it gets no record', {
+          cluster: session.cluster,
+          hint: 'upgrade the grid to one that sends TaskUsage (docs/protocol.md)',
+        });
+        continue;
+      }
+      const problems = jobRecordProblems(r, now);
+      if (problems.length > 0) {
+        this.metrics.records.inc({ result: 'rejected' });
+        log.error('accounting: a usage record would be refused by the receiver, so it is not queued', {
+          localJobId: r.localJobId,
+          problems,
+          hint: 'check accounting.site, accounting.clusters and the grid clock',
+        });
+        continue;
+      }
+      records.push(r);
+    }
+    if (records.length === 0) return;
+    try {
+      await this.q.staged.add(records.map((r) => JSON.stringify(r)).join('\n'));
+      this.metrics.records.inc({ result: 'queued' }, records.length);
+      this.wake?.();
+    } catch (e) {
+      this.metrics.records.inc({ result: 'failed' }, records.length);
+      log.error('accounting: usage records could not be written to the queue and are lost', {
+        localJobIds: records.map((r) => r.localJobId).slice(0, 20),
+        count: records.length,
+        error: errorText(e),
+        hint: 'free disk space or fix the permissions of accounting.spoolDir; the grid path is not affected',
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.recover();
+    this.running = true;
+    this.sender?.start();
+    this.loops = [this.loop('batch', () => this.batchOnce()), this.loop('send', () => this.sendOnce())];
+    if (this.opts.summaries.enabled) this.loops.push(this.summaryLoop());
+  }
+
+  /** What a crashed run left: its locks, half-written files, records both staged and batched. */
+  async recover(): Promise<void> {
+    for (const q of [this.q.staged, this.q.outgoing]) {
+      // One owner per spool (a lock file ensures it): every lock found is a crashed run's.
+      const released = await q.releaseLocks();
+      if (released > 0) log.warn('accounting: released locks left by an earlier run', { released });
+      await q.purge({ maxTempMs: 0, maxLockMs: Number.MAX_SAFE_INTEGER });
+    }
+    // A crash between writing a message and removing its staged records would batch them again.
+    if ((await this.q.staged.count()) > 0) this.queuedIds = await this.idsInOutgoing();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await Promise.allSettled(this.loops);
+    await this.sender?.stop();
+    await this.signer?.close();
+  }
+
+  status(): OutboxStatus {
+    return { ...this.status_ };
+  }
+
+  /** Step 2: staged records into messages, once enough are waiting or the oldest has waited long enough. */
+  async batchOnce(force = false): Promise<boolean> {
+    const ids = await this.q.staged.list();
+    this.status_.stagedElements = ids.length;
+    if (ids.length === 0) return false;
+    const oldest = this.q.staged.addedAtMs(ids[0]!);
+    const taken: string[] = [];
+    const records: JobRecord[] = [];
+    for (const id of ids) {
+      if (records.length >= this.opts.recordsPerMessage) break;
+      if (!(await this.q.staged.lock(id))) continue;
+      taken.push(id);
+      try {
+        records.push(...parseStaged((await this.q.staged.get(id)).toString('utf8')));
+      } catch (e) {
+        taken.pop();
+        await this.reject(this.q.staged, id, `unreadable staged records: ${errorText(e)}`);
+      }
+    }
+    const due =
+      force || records.length >= this.opts.recordsPerMessage || Date.now() - oldest >= this.opts.batchDelayMs;
+    if (!due || records.length === 0) {
+      await Promise.all(taken.map((id) => this.q.staged.unlock(id)));
+      return false;
+    }
+    let mine: JobRecord[];
+    try {
+      const owned = await this.store.claimUsageRecords(
+        this.q.owner,
+        records.map(claimOf),
+        this.opts.claimTtlMs,
+        this.opts.claimTtlMs,
+      );
+      mine = records.filter((r, i) => owned[i] && !this.queuedIds?.has(asciiValue(r.localJobId)));
+      const others = records.length - mine.length;
+      if (others > 0) this.metrics.records.inc({ result: 'duplicate' }, others);
+    } catch (e) {
+      await Promise.all(taken.map((id) => this.q.staged.unlock(id)));
+      if (e instanceof StoreUnavailableError) {
+        this.warn('store', 'accounting: the shared store is unavailable; records wait on disk', {
+          error: e.message,
+        });
+        throw e;
+      }
+      throw e;
+    }
+    for (let i = 0; i < mine.length; i += this.opts.recordsPerMessage) {
+      const part = mine.slice(i, i + this.opts.recordsPerMessage);
+      await this.q.outgoing.add(this.opts.format === 'car' ? writeCarJobs(part) : writeApelJobs(part));
+    }
+    for (const id of taken) await this.q.staged.remove(id);
+    if (this.queuedIds && (await this.q.staged.count()) === 0) this.queuedIds = undefined;
+    return true;
+  }
+
+  /** Step 3: the oldest messages, up to inFlight at once, each removed once its RECEIPT arrived. */
+  async sendOnce(): Promise<boolean> {
+    const ids = await this.q.outgoing.list();
+    this.status_.queuedMessages = ids.length;
+    this.status_.oldestAgeMs = await this.oldestAge(ids);
+    this.status_.rejectedMessages = await this.q.rejected.count();
+    this.refreshBroker();
+    if (ids.length === 0 || !this.sender || !this.signer || !this.sender.connected) return false;
+    const batch: Promise<boolean>[] = [];
+    for (const id of ids) {
+      if (batch.length >= this.opts.inFlight) break;
+      if (!(await this.q.outgoing.lock(id))) continue;
+      batch.push(this.sendOne(id));
+    }
+    const results = await Promise.all(batch);
+    if (results.some((ok) => !ok)) throw new SendFailed();
+    return batch.length > 0;
+  }
+
+  private async sendOne(id: string): Promise<boolean> {
+    const q = this.q.outgoing;
+    let text: string;
+    try {
+      text = (await q.get(id)).toString('utf8');
+    } catch (e) {
+      await this.reject(q, id, `unreadable: ${errorText(e)}`);
+      return true;
+    }
+    // Records were checked in full when they were made; this only catches a damaged file,
+    // cheaply (a full check of 1,000 records would hold the event loop for 0.1 s or more).
+    const check = quickCheck(text);
+    if (typeof check === 'string') {
+      await this.reject(q, id, check);
+      return true;
+    }
+    try {
+      const t0 = process.hrtime.bigint();
+      let body = await this.signer!.sign(text);
+      if (this.opts.encrypt) body = await this.opts.encrypt(body);
+      this.metrics.signSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      const t1 = process.hrtime.bigint();
+      // The element id names the message for good: a resend after a lost RECEIPT carries the same empa-id.
+      await this.sender!.send(body, id);
+      this.metrics.sendSeconds.observe(Number(process.hrtime.bigint() - t1) / 1e9);
+    } catch (e) {
+      await q.unlock(id).catch(() => undefined);
+      const reason = (e as { reason?: string }).reason ?? 'error';
+      this.metrics.messages.inc({ result: 'failed' });
+      this.warn(
+        `send-${reason}`,
+        'accounting: a message was not acknowledged by the broker; it stays queued and is sent again',
+        {
+          message: id,
+          reason,
+          error: errorText(e),
+          hint: 'check the broker (accounting.broker.hosts) and its logs',
+        },
+      );
+      return false;
+    }
+    await q.remove(id);
+    this.metrics.messages.inc({ result: 'sent' });
+    this.metrics.recordsSent.inc(check.records);
+    return true;
+  }
+
+  /** Sets an element aside in rejected/ (never deleted silently) and says what to do. */
+  private async reject(q: DirQueue, id: string, why: string): Promise<void> {
+    try {
+      const moved = await q.moveTo(id, this.q.rejected);
+      this.metrics.messages.inc({ result: 'rejected' });
+      log.error('accounting: a queued element is corrupt and was set aside', {
+        element: id,
+        rejectedAs: moved,
+        why,
+        hint: 'inspect it with `symphony-soap-proxy accounting show --rejected`; `accounting resend` puts it back, `accounting purge --rejected` deletes it',
+      });
+    } catch (e) {
+      await q.unlock(id).catch(() => undefined);
+      log.error('accounting: a corrupt element could not be set aside', {
+        element: id,
+        why,
+        error: errorText(e),
+      });
+    }
+  }
+
+  /** Writes this month's (and, early in a month, last month's) summaries while holding the farm's lease. */
+  async writeSummaries(now = Date.now()): Promise<number> {
+    const months = [monthOf(now / 1000)];
+    const d = new Date(now);
+    if (d.getUTCDate() <= this.opts.summaries.previousMonthDays)
+      months.push(monthOf(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 0) / 1000));
+    let written = 0;
+    for (const month of months) {
+      const all = summariesOf(this.opts.site, month, await this.store.usageTotals(month));
+      const ok = all.filter((s) => {
+        const problems = summaryRecordProblems(s, now);
+        if (problems.length > 0)
+          log.error('accounting: a summary would be refused; not sent', { month, problems });
+        return problems.length === 0;
+      });
+      for (let i = 0; i < ok.length; i += MAX_RECORDS_PER_MESSAGE) {
+        await this.q.outgoing.add(writeApelSummaries(ok.slice(i, i + MAX_RECORDS_PER_MESSAGE)));
+        written += 1;
+      }
+    }
+    if (written > 0) this.wake?.();
+    return written;
+  }
+
+  private async summaryLoop(): Promise<void> {
+    const tick = Math.min(this.opts.summaries.intervalMs, SUMMARY_TICK_MS);
+    while (this.running) {
+      try {
+        if (await this.store.holdLease('summaries', this.q.owner, tick * 3)) {
+          if (Date.now() - this.summariesWrittenAt >= this.opts.summaries.intervalMs) {
+            await this.writeSummaries();
+            this.summariesWrittenAt = Date.now();
+          }
+        } else this.summariesWrittenAt = 0;
+      } catch (e) {
+        this.warn('summaries', 'accounting: summaries could not be written; trying again', {
+          error: errorText(e),
+        });
+      }
+      await this.pause(tick);
+    }
+  }
+
+  private async loop(name: string, step: () => Promise<boolean>): Promise<void> {
+    let backoff = 0;
+    while (this.running) {
+      let busy = false;
+      try {
+        busy = await step();
+        backoff = 0;
+      } catch (e) {
+        backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? BACKOFF_MS : backoff * 2);
+        if (!(e instanceof SendFailed) && !(e instanceof StoreUnavailableError))
+          this.warn(name, `accounting: the ${name} step failed; trying again`, { error: errorText(e) });
+      }
+      if (!busy) await this.pause(backoff || POLL_MS);
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      t.unref();
+      const prev = this.wake;
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wake = () => {
+        prev?.();
+        done();
+      };
+    });
+  }
+
+  private refreshBroker(): void {
+    if (!this.sender) {
+      this.status_.broker = 'not configured';
+      this.metrics.brokerConnected.set(0);
+      return;
+    }
+    const s = this.sender.status();
+    this.status_.broker = s.connected ? 'connected' : 'unreachable';
+    this.status_.brokerAddress = s.broker;
+    this.status_.lastError = s.lastError;
+    this.metrics.brokerConnected.set(s.connected ? 1 : 0);
+  }
+
+  private async oldestAge(outgoing: string[]): Promise<number | undefined> {
+    const staged = await this.q.staged.list();
+    const times = [staged[0], outgoing[0]]
+      .filter((x): x is string => x !== undefined)
+      .map((id) => this.q.staged.addedAtMs(id));
+    return times.length === 0 ? undefined : Math.max(0, Date.now() - Math.min(...times));
+  }
+
+  private async idsInOutgoing(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const id of await this.q.outgoing.list()) {
+      try {
+        if (!(await this.q.outgoing.lock(id))) continue;
+        const body = await this.q.outgoing.get(id).finally(() => this.q.outgoing.unlock(id));
+        for (const jobId of jobIdsIn(body.toString('utf8'))) ids.add(jobId);
+      } catch {
+        /* a corrupt element is dealt with when it is sent */
+      }
+    }
+    return ids;
+  }
+
+  private warn(kind: string, msg: string, meta: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - (this.lastLogged.get(kind) ?? 0) < LOG_EVERY_MS) return;
+    this.lastLogged.set(kind, now);
+    log.warn(msg, meta);
+  }
+}
+
+class SendFailed extends Error {}
+
+function parseStaged(text: string): JobRecord[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const r = JSON.parse(l) as JobRecord;
+      if (typeof r.localJobId !== 'string' || typeof r.endTime !== 'number')
+        throw new Error('not a usage record');
+      return r;
+    });
+}
+
+/** The LocalJobIds of a queued message (as written, i.e. ASCII-escaped). */
+function jobIdsIn(text: string): string[] {
+  const re = text.startsWith('<') ? /<urf:LocalJobId>([^<]*)<\/urf:LocalJobId>/g : /^LocalJobId: (.*)$/gm;
+  return [...text.matchAll(re)].map((m) => m[1]!);
+}
+
+/** A message as we write them: a known header, ASCII only, complete. Returns its record count or what is wrong. */
+export function quickCheck(text: string): { records: number } | string {
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(text)) return 'not ASCII: the file is damaged';
+  if (text.startsWith('<')) {
+    if (!text.trimEnd().endsWith('</urf:UsageRecords>')) return 'CAR message cut short: the file is damaged';
+    return { records: text.split('<urf:UsageRecord>').length - 1 };
+  }
+  const header = text.slice(0, text.indexOf('\n'));
+  if (header !== APEL_JOB_HEADER && header !== APEL_SUMMARY_HEADER)
+    return `unknown header ${JSON.stringify(header.slice(0, 60))}`;
+  if (!text.endsWith('%%\n')) return 'message cut short (no final %%): the file is damaged';
+  return { records: text.split('\n%%\n').length - 1 };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
