@@ -90,7 +90,10 @@ const SUMMARY_TICK_MS = 60_000;
 
 export class AccountingOutbox {
   private running = false;
-  private wake: (() => void) | undefined;
+  /** Loops sleeping in pause(); record() and stop() wake them early. */
+  private readonly sleepers = new Set<() => void>();
+  /** Records staged by this run and not yet batched: a full message is batched without waiting. */
+  private stagedRecords = 0;
   private loops: Promise<void>[] = [];
   private readonly lastLogged = new Map<string, number>();
   private queuedIds: Set<string> | undefined;
@@ -143,7 +146,8 @@ export class AccountingOutbox {
     try {
       await this.q.staged.add(records.map((r) => JSON.stringify(r)).join('\n'));
       this.metrics.records.inc({ result: 'queued' }, records.length);
-      this.wake?.();
+      this.stagedRecords += records.length;
+      this.wakeAll();
     } catch (e) {
       this.metrics.records.inc({ result: 'failed' }, records.length);
       log.error('accounting: usage records could not be written to the queue and are lost', {
@@ -177,9 +181,11 @@ export class AccountingOutbox {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
-    await Promise.allSettled(this.loops);
+    this.wakeAll();
+    // The sender first: a send awaiting its RECEIPT fails at once (the message stays queued)
+    // instead of holding the shutdown for receiptTimeoutMs.
     await this.sender?.stop();
+    await Promise.allSettled(this.loops);
     await this.signer?.close();
   }
 
@@ -193,6 +199,12 @@ export class AccountingOutbox {
     this.status_.stagedElements = ids.length;
     if (ids.length === 0) return false;
     const oldest = this.q.staged.addedAtMs(ids[0]!);
+    // Decided before any file is touched: a poll that finds nothing due costs one listing.
+    const due =
+      force ||
+      this.stagedRecords >= this.opts.recordsPerMessage ||
+      Date.now() - oldest >= this.opts.batchDelayMs;
+    if (!due) return false;
     const taken: string[] = [];
     const records: JobRecord[] = [];
     for (const id of ids) {
@@ -206,9 +218,7 @@ export class AccountingOutbox {
         await this.reject(this.q.staged, id, `unreadable staged records: ${errorText(e)}`);
       }
     }
-    const due =
-      force || records.length >= this.opts.recordsPerMessage || Date.now() - oldest >= this.opts.batchDelayMs;
-    if (!due || records.length === 0) {
+    if (records.length === 0) {
       await Promise.all(taken.map((id) => this.q.staged.unlock(id)));
       return false;
     }
@@ -238,6 +248,7 @@ export class AccountingOutbox {
       await this.q.outgoing.add(this.opts.format === 'car' ? writeCarJobs(part) : writeApelJobs(part));
     }
     for (const id of taken) await this.q.staged.remove(id);
+    this.stagedRecords = Math.max(0, this.stagedRecords - records.length);
     if (this.queuedIds && (await this.q.staged.count()) === 0) this.queuedIds = undefined;
     return true;
   }
@@ -349,7 +360,7 @@ export class AccountingOutbox {
         written += 1;
       }
     }
-    if (written > 0) this.wake?.();
+    if (written > 0) this.wakeAll();
     return written;
   }
 
@@ -390,18 +401,19 @@ export class AccountingOutbox {
 
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
       const t = setTimeout(done, ms);
       t.unref();
-      const prev = this.wake;
-      function done(): void {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wake = () => {
-        prev?.();
-        done();
-      };
+      this.sleepers.add(done);
     });
+  }
+
+  private wakeAll(): void {
+    for (const w of [...this.sleepers]) w();
   }
 
   private refreshBroker(): void {
