@@ -18,6 +18,7 @@ import {
   APEL_JOB_HEADER,
   APEL_SUMMARY_HEADER,
   asciiValue,
+  jobRecordLooksValid,
   jobRecordProblems,
   summaryRecordProblems,
   writeApelJobs,
@@ -104,7 +105,9 @@ export class AccountingOutbox {
     rejectedMessages: 0,
     oldestAgeMs: undefined,
   };
-  private summariesWrittenAt = 0;
+  private summariesSentAt = 0;
+  /** Messages just written whose staged records are not yet removed: not to be sent before. */
+  private readonly unpublished = new Set<string>();
 
   constructor(
     private readonly opts: OutboxOptions,
@@ -130,7 +133,7 @@ export class AccountingOutbox {
         });
         continue;
       }
-      const problems = jobRecordProblems(r, now);
+      const problems = jobRecordLooksValid(r, now) ? [] : jobRecordProblems(r, now);
       if (problems.length > 0) {
         this.metrics.records.inc({ result: 'rejected' });
         log.error('accounting: a usage record would be refused by the receiver, so it is not queued', {
@@ -243,11 +246,21 @@ export class AccountingOutbox {
       }
       throw e;
     }
+    const written: string[] = [];
     for (let i = 0; i < mine.length; i += this.opts.recordsPerMessage) {
       const part = mine.slice(i, i + this.opts.recordsPerMessage);
-      await this.q.outgoing.add(this.opts.format === 'car' ? writeCarJobs(part) : writeApelJobs(part));
+      written.push(
+        await this.q.outgoing.add(this.opts.format === 'car' ? writeCarJobs(part) : writeApelJobs(part)),
+      );
+      this.unpublished.add(written[written.length - 1]!);
     }
-    for (const id of taken) await this.q.staged.remove(id);
+    // A message sent (and removed) before its staged records were gone would, after a crash
+    // between the two, leave records that nothing marks as sent: they would go again in a new message.
+    try {
+      for (const id of taken) await this.q.staged.remove(id);
+    } finally {
+      for (const id of written) this.unpublished.delete(id);
+    }
     this.stagedRecords = Math.max(0, this.stagedRecords - records.length);
     if (this.queuedIds && (await this.q.staged.count()) === 0) this.queuedIds = undefined;
     return true;
@@ -264,7 +277,7 @@ export class AccountingOutbox {
     const batch: Promise<boolean>[] = [];
     for (const id of ids) {
       if (batch.length >= this.opts.inFlight) break;
-      if (!(await this.q.outgoing.lock(id))) continue;
+      if (this.unpublished.has(id) || !(await this.q.outgoing.lock(id))) continue;
       batch.push(this.sendOne(id));
     }
     const results = await Promise.all(batch);
@@ -340,13 +353,17 @@ export class AccountingOutbox {
     }
   }
 
-  /** Writes this month's (and, early in a month, last month's) summaries while holding the farm's lease. */
-  async writeSummaries(now = Date.now()): Promise<number> {
+  /**
+   * This month's (and, early in a month, last month's) summary messages, from the farm's totals.
+   * They are built when sent and never queued: a summary replaces the last one at the receiver,
+   * so an old one sent late (by a proxy restarted after a crash) would undo a newer total.
+   */
+  async summaryMessages(now = Date.now()): Promise<string[]> {
     const months = [monthOf(now / 1000)];
     const d = new Date(now);
     if (d.getUTCDate() <= this.opts.summaries.previousMonthDays)
       months.push(monthOf(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 0) / 1000));
-    let written = 0;
+    const messages: string[] = [];
     for (const month of months) {
       const all = summariesOf(this.opts.site, month, await this.store.usageTotals(month));
       const ok = all.filter((s) => {
@@ -355,13 +372,24 @@ export class AccountingOutbox {
           log.error('accounting: a summary would be refused; not sent', { month, problems });
         return problems.length === 0;
       });
-      for (let i = 0; i < ok.length; i += MAX_RECORDS_PER_MESSAGE) {
-        await this.q.outgoing.add(writeApelSummaries(ok.slice(i, i + MAX_RECORDS_PER_MESSAGE)));
-        written += 1;
-      }
+      for (let i = 0; i < ok.length; i += MAX_RECORDS_PER_MESSAGE)
+        messages.push(writeApelSummaries(ok.slice(i, i + MAX_RECORDS_PER_MESSAGE)));
     }
-    if (written > 0) this.wakeAll();
-    return written;
+    return messages;
+  }
+
+  /** Signs and sends the summaries now; false when there is no broker to take them. */
+  private async sendSummaries(): Promise<boolean> {
+    if (!this.sender || !this.signer || !this.sender.connected) return false;
+    const at = Date.now();
+    const messages = await this.summaryMessages(at);
+    for (const [i, text] of messages.entries()) {
+      let body = await this.signer.sign(text);
+      if (this.opts.encrypt) body = await this.opts.encrypt(body);
+      await this.sender.send(body, `summary/${this.q.owner}/${at}/${i}`);
+      this.metrics.messages.inc({ result: 'sent' });
+    }
+    return true;
   }
 
   private async summaryLoop(): Promise<void> {
@@ -369,13 +397,14 @@ export class AccountingOutbox {
     while (this.running) {
       try {
         if (await this.store.holdLease('summaries', this.q.owner, tick * 3)) {
-          if (Date.now() - this.summariesWrittenAt >= this.opts.summaries.intervalMs) {
-            await this.writeSummaries();
-            this.summariesWrittenAt = Date.now();
-          }
-        } else this.summariesWrittenAt = 0;
+          if (
+            Date.now() - this.summariesSentAt >= this.opts.summaries.intervalMs &&
+            (await this.sendSummaries())
+          )
+            this.summariesSentAt = Date.now();
+        } else this.summariesSentAt = 0;
       } catch (e) {
-        this.warn('summaries', 'accounting: summaries could not be written; trying again', {
+        this.warn('summaries', 'accounting: summaries could not be sent; trying again', {
           error: errorText(e),
         });
       }

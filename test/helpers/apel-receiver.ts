@@ -2,7 +2,7 @@
  * Starts test/accounting/receiver.py (an APEL/SSM-style receiver in Python, independent of our
  * TypeScript) against a broker and reads what it accepted and rejected.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +48,21 @@ export interface ApelReceiver {
   duplicates(): AcceptedRecord[];
   /** Waits (bounded) until `n` records plus rejects have been written; true if they were. */
   waitFor(n: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * Starts receiver.py again, appending to the same files: it exits when the broker goes away,
+   * so a test that restarts the broker calls this once the broker is back.
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** A certificate's subject in slash form, as SSM compares signers (openssl's legacy `compat` format). */
+export function opensslSlashDn(certFile: string): string {
+  const out = execFileSync('openssl', ['x509', '-noout', '-subject', '-nameopt', 'compat', '-in', certFile]);
+  return out
+    .toString('ascii')
+    .trim()
+    .replace(/^subject=\s*/, '');
 }
 
 export function hasApelReceiverPeers(): boolean {
@@ -122,17 +136,22 @@ export async function startApelReceiver(o: ReceiverOptions): Promise<ApelReceive
   const dir = mkdtempSync(join(tmpdir(), 'ssp-apel-receiver-'));
   writeFileSync(join(dir, 'passcode'), o.passcode, { mode: 0o600 });
   writeFileSync(join(dir, 'dns'), o.validDns.join('\n') + '\n');
-  const child = spawn('/usr/bin/python3', args(o, dir), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-4000);
-  });
+  let child: ChildProcess | undefined;
   const reap = (): void => {
-    child.kill('SIGKILL');
+    child?.kill('SIGKILL');
   };
   process.once('exit', reap);
+  const spawnReceiver = async (): Promise<void> => {
+    const c = spawn('/usr/bin/python3', args(o, dir), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    let err = '';
+    c.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000);
+    });
+    await waitReady(c, () => err);
+  };
   try {
-    await waitReady(child, () => err);
+    await spawnReceiver();
   } catch (e) {
     process.off('exit', reap);
     rmSync(dir, { recursive: true, force: true });
@@ -155,8 +174,12 @@ export async function startApelReceiver(o: ReceiverOptions): Promise<ApelReceive
     waitFor(n, timeoutMs) {
       return until(() => records().length + rejects().length >= n, timeoutMs, 100);
     },
+    async restart() {
+      if (child) await stopProcess(child);
+      await spawnReceiver();
+    },
     async stop() {
-      await stopProcess(child);
+      if (child) await stopProcess(child);
       process.off('exit', reap);
       rmSync(dir, { recursive: true, force: true });
     },
