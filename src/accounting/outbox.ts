@@ -189,6 +189,7 @@ export class AccountingOutbox {
     // instead of holding the shutdown for receiptTimeoutMs.
     await this.sender?.stop();
     await Promise.allSettled(this.loops);
+    await this.q.staged.flush().catch(() => undefined);
     await this.signer?.close();
   }
 
@@ -198,6 +199,9 @@ export class AccountingOutbox {
 
   /** Step 2: staged records into messages, once enough are waiting or the oldest has waited long enough. */
   async batchOnce(force = false): Promise<boolean> {
+    // Records staged without an fsync (fsync: batched) become durable here, before anything
+    // else happens to them.
+    await this.q.staged.flush();
     const ids = await this.q.staged.list();
     this.status_.stagedElements = ids.length;
     if (ids.length === 0) return false;

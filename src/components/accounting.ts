@@ -25,9 +25,12 @@ export interface AccountingParts {
 }
 
 /** The spool's three queues, under one directory. */
-export function spoolQueues(dir: string): { staged: DirQueue; outgoing: DirQueue; rejected: DirQueue } {
+export function spoolQueues(
+  dir: string,
+  fsync: 'batched' | 'each' = 'each',
+): { staged: DirQueue; outgoing: DirQueue; rejected: DirQueue } {
   return {
-    staged: new DirQueue(join(dir, 'staged')),
+    staged: new DirQueue(join(dir, 'staged'), { durability: fsync === 'batched' ? 'deferred' : 'each' }),
     outgoing: new DirQueue(join(dir, 'outgoing')),
     rejected: new DirQueue(join(dir, 'rejected')),
   };
@@ -90,7 +93,7 @@ export async function startAccounting(
   if (!a.enabled) return null;
   const spool = await takeSpool(a.spoolDir);
   res.add('accounting spool lock', spool, (s) => s.release());
-  const queues = spoolQueues(a.spoolDir);
+  const queues = spoolQueues(a.spoolDir, a.fsync);
   for (const q of Object.values(queues)) await q.init();
   const signer = signerOf(config);
   const recipient = a.signing.encryptToCertFile
