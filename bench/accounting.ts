@@ -17,6 +17,7 @@
  *
  * Rounds alternate (rotate) the order of the workloads; the tables give medians.
  */
+import { UsageJournal } from '../src/accounting/journal';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,11 +229,13 @@ async function drainSpool(
 ): Promise<Rate> {
   const dir = mkdtempSync(join(tmpdir(), 'ssp-bench-acct-spool-'));
   const q = {
-    staged: new DirQueue(join(dir, 'staged')),
+    journal: new UsageJournal(join(dir, 'staged')),
     outgoing: new DirQueue(join(dir, 'outgoing')),
     rejected: new DirQueue(join(dir, 'rejected')),
   };
-  for (const x of Object.values(q)) await x.init();
+  await q.journal.init();
+  await q.outgoing.init();
+  await q.rejected.init();
   for (const t of texts) await q.outgoing.add(t);
   const registry = new Registry();
   const metrics = new AccountingMetrics(registry, () => ({

@@ -386,10 +386,10 @@ export const configSchema = z
         /** This proxy's own queue directory; two proxies must never share one (a lock file enforces it). */
         spoolDir: z.string().min(1).default('var/accounting'),
         /**
-         * batched: records from the grid path are linked into the spool at once (safe against the
-         * proxy being killed) and fsynced within the batch loop's next turn (a quarter second),
-         * without delaying the call. each: fsynced before the call goes on (several ms per fetch
-         * on a virtual disk), safe against the machine losing power at any moment.
+         * batched: usage from the grid path is appended to the spool at once (safe against the
+         * proxy being killed) and fsynced by the batch loop's next turn (a quarter second), without
+         * delaying the call. each: fsynced before the call goes on (milliseconds per fetch on a
+         * virtual disk), safe against the machine losing power at any moment.
          */
         fsync: z.enum(['batched', 'each']).default('batched'),
         /** Records per message (APEL takes at most 1,000). */

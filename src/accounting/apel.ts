@@ -46,6 +46,8 @@ const BIGINT_MAX = 2n ** 63n - 1n;
 const SERVICE_LEVEL_LIMIT = 1e7;
 const VALID_BENCHMARKS = ['si2k', 'hepspec', 'hepscore23'];
 const TWO_DAYS_MS = 2 * 24 * 3600 * 1000;
+/** Printable ASCII without `%`: such a value is written as it is (asciiValue leaves it alone). */
+const PLAIN_VALUE = /^[\x21-\x24\x26-\x7e](?:[\x20-\x24\x26-\x7e]*[\x21-\x24\x26-\x7e])?$/;
 
 const str = (key: string, maxLength = 255, mandatory = false): FieldSpec => ({
   key,
@@ -124,6 +126,7 @@ const SUMMARY_IGNORED = ['UpdateTime'];
  * left alone, so the mapping is not reversible for values that already contain `\XX`.
  */
 export function asciiValue(s: string): string {
+  if (PLAIN_VALUE.test(s)) return s;
   if (/^[\x20-\x7e]*$/.test(s) && !s.includes('%%') && !/^ | $/.test(s)) return s;
   let out = '';
   for (const ch of s) {
@@ -149,7 +152,8 @@ type Entries = [key: string, value: string | undefined][];
 
 /** Integers in decimal, never with an exponent; a non-integer is written as is for the checks to catch. */
 export function intText(n: number): string {
-  return Number.isInteger(n) ? BigInt(n).toString() : String(n);
+  // String() of a safe integer never uses an exponent; BigInt only for the rare larger ones.
+  return Number.isSafeInteger(n) ? String(n) : Number.isInteger(n) ? BigInt(n).toString() : String(n);
 }
 
 /** A plain decimal (`0.0000001`, not `1e-7`): APEL's `float()` reads both, MySQL DECIMAL may not. */
@@ -261,8 +265,6 @@ export function jobRecordProblems(r: JobRecord, nowMs: number): string[] {
 }
 
 const INT_MAX_NUMBER = Number(INT_MAX);
-/** Printable ASCII without `%`: such a value is written as it is (asciiValue leaves it alone). */
-const PLAIN_VALUE = /^[\x21-\x24\x26-\x7e](?:[\x20-\x24\x26-\x7e]*[\x21-\x24\x26-\x7e])?$/;
 
 /**
  * The common case of jobRecordProblems at a fraction of its cost (it runs on the grid path for

@@ -9,8 +9,10 @@ import { checkAccountingMessage, writeApelJobs } from './apel';
 import { writeCarJobs } from './car';
 import { AccountingMetrics } from './metrics';
 import { AccountingOutbox, type MessageTransport } from './outbox';
-import type { JobRecord, TaskUsage } from './records';
-import { DirQueue, nodeSpoolFs, type SpoolFs } from './spool';
+import type { TaskUsage } from './records';
+import { decodeStaged } from './staged';
+import { UsageJournal } from './journal';
+import { DirQueue } from './spool';
 import { RecordMaker, type SessionFacts } from './usage';
 
 const NOW_S = Math.floor(Date.now() / 1000);
@@ -57,6 +59,12 @@ class FakeTransport implements MessageTransport {
 
 const signer = { sign: async (text: string) => `SIGNED\n${text}`, close: async () => undefined };
 
+interface Queues {
+  journal: UsageJournal;
+  outgoing: DirQueue;
+  rejected: DirQueue;
+}
+
 describe('accounting outbox', () => {
   let dir: string;
   let store: MemoryStore;
@@ -75,10 +83,10 @@ describe('accounting outbox', () => {
   function outbox(
     name: string,
     transport: MessageTransport | null = new FakeTransport(),
-    fs: SpoolFs = nodeSpoolFs,
-  ): { box: AccountingOutbox; metrics: AccountingMetrics; registry: Registry; q: Record<string, DirQueue> } {
+    journal: UsageJournal = new UsageJournal(join(dir, name, 'staged')),
+  ): { box: AccountingOutbox; metrics: AccountingMetrics; registry: Registry; q: Queues } {
     const q = {
-      staged: new DirQueue(join(dir, name, 'staged'), { fs }),
+      journal,
       outgoing: new DirQueue(join(dir, name, 'outgoing')),
       rejected: new DirQueue(join(dir, name, 'rejected')),
     };
@@ -109,8 +117,15 @@ describe('accounting outbox', () => {
     return { box, metrics, registry, q };
   }
 
-  async function init(q: Record<string, DirQueue>): Promise<void> {
-    for (const x of Object.values(q)) await x.init();
+  async function init(q: Queues): Promise<void> {
+    await q.journal.init();
+    await q.outgoing.init();
+    await q.rejected.init();
+  }
+
+  /** Segments holding staged usage, the open one included. */
+  async function staged(q: Queues): Promise<number> {
+    return (await q.journal.sealed()).length + (q.journal.openSegment() ? 1 : 0);
   }
 
   async function counter(registry: Registry, name: string, label: string): Promise<number> {
@@ -133,11 +148,11 @@ describe('accounting outbox', () => {
       { taskId: '2', successful: false, usage: usage() },
       { taskId: '3', successful: true },
     ]);
-    expect(await q.staged!.count()).to.equal(1);
+    expect(await staged(q)).to.equal(1);
     expect(await box.batchOnce(), 'waits for batchDelayMs or a full message').to.equal(false);
     expect(await box.batchOnce(true)).to.equal(true);
-    expect(await q.staged!.count()).to.equal(0);
-    const [id] = await q.outgoing!.list();
+    expect(await staged(q)).to.equal(0);
+    const [id] = await q.outgoing.list();
     expect(await box.sendOnce()).to.equal(true);
     expect(transport.sent).to.have.length(1);
     expect(transport.sent[0]!.empaId).to.equal(id);
@@ -157,7 +172,7 @@ describe('accounting outbox', () => {
       ServiceLevelType: 'HEPscore23',
       EndTime: String(NOW_S - 60),
     });
-    expect(await q.outgoing!.count()).to.equal(0);
+    expect(await q.outgoing.count()).to.equal(0);
     expect(await counter(registry, 'ssp_accounting_records_total', 'queued')).to.equal(2);
     expect(await counter(registry, 'ssp_accounting_records_total', 'skipped')).to.equal(1);
     expect(await counter(registry, 'ssp_accounting_messages_total', 'sent')).to.equal(1);
@@ -188,8 +203,8 @@ describe('accounting outbox', () => {
       }
       return out;
     };
-    expect(await ids(b.q.outgoing!)).to.deep.equal(['default:s1:1', 'default:s1:2']);
-    expect(await ids(a.q.outgoing!)).to.deep.equal([]);
+    expect(await ids(b.q.outgoing)).to.deep.equal(['default:s1:1', 'default:s1:2']);
+    expect(await ids(a.q.outgoing)).to.deep.equal([]);
     expect(await counter(a.registry, 'ssp_accounting_records_total', 'duplicate')).to.equal(1);
   });
 
@@ -197,19 +212,19 @@ describe('accounting outbox', () => {
     const first = outbox('p1');
     await init(first.q);
     await first.box.record(SESSION, [{ taskId: '1', successful: true, usage: usage() }]);
-    // What batchOnce does, up to the crash: the message is written, the staged element stays.
-    const [staged] = await first.q.staged!.list();
-    await first.q.staged!.lock(staged!);
-    const records = (await first.q.staged!.get(staged!)).toString();
-    await first.q.staged!.unlock(staged!);
-    await first.q.outgoing!.add(writeApelJobs(records.split('\n').map((l) => JSON.parse(l) as JobRecord)));
+    // What batchOnce does, up to the crash: the message is written, the segment stays.
+    await first.q.journal.seal();
+    const [segment] = await first.q.journal.sealed();
+    const fetch = decodeStaged((await first.q.journal.read(segment!)).elements[0]!);
+    const maker = new RecordMaker(config);
+    await first.q.outgoing.add(writeApelJobs(fetch.tasks.map((t) => maker.job(fetch.session, t)!)));
 
     const transport = new FakeTransport();
     const again = outbox('p1', transport);
     await again.box.recover();
     await again.box.batchOnce(true);
-    expect(await again.q.outgoing!.count()).to.equal(1);
-    expect(await again.q.staged!.count()).to.equal(0);
+    expect(await again.q.outgoing.count()).to.equal(1);
+    expect(await staged(again.q)).to.equal(0);
   });
 
   it('keeps a message whose RECEIPT did not come, and sends it again under the same empa-id', async () => {
@@ -218,14 +233,14 @@ describe('accounting outbox', () => {
     await init(q);
     await box.record(SESSION, [{ taskId: '1', successful: true, usage: usage() }]);
     await box.batchOnce(true);
-    const [id] = await q.outgoing!.list();
+    const [id] = await q.outgoing.list();
     transport.failNext = 1;
     await box.sendOnce().catch(() => undefined);
-    expect(await q.outgoing!.list()).to.deep.equal([id]);
+    expect(await q.outgoing.list()).to.deep.equal([id]);
     expect(await counter(registry, 'ssp_accounting_messages_total', 'failed')).to.equal(1);
     await box.sendOnce();
     expect(transport.sent.map((s) => s.empaId)).to.deep.equal([id]);
-    expect(await q.outgoing!.count()).to.equal(0);
+    expect(await q.outgoing.count()).to.equal(0);
   });
 
   it('sends nothing while the broker is unreachable, and loses nothing', async () => {
@@ -246,29 +261,27 @@ describe('accounting outbox', () => {
     const transport = new FakeTransport();
     const { box, q, registry } = outbox('p1', transport);
     await init(q);
-    await q.outgoing!.add('APEL-individual-job-message: v0.3\nSite: X\nLocalJ');
+    await q.outgoing.add('APEL-individual-job-message: v0.3\nSite: X\nLocalJ');
     await box.record(SESSION, [{ taskId: '1', successful: true, usage: usage() }]);
     await box.batchOnce(true);
     await box.sendOnce();
     expect(transport.sent).to.have.length(1);
-    expect(await q.rejected!.count()).to.equal(1);
-    expect(await q.outgoing!.count()).to.equal(0);
+    expect(await q.rejected.count()).to.equal(1);
+    expect(await q.outgoing.count()).to.equal(0);
     expect(await counter(registry, 'ssp_accounting_messages_total', 'rejected')).to.equal(1);
   });
 
   it('a full disk costs the records (counted and logged), never the grid call', async () => {
-    const full: SpoolFs = {
-      ...nodeSpoolFs,
-      open: async (path, flags, mode) => {
-        if (!path.endsWith('.tmp')) return nodeSpoolFs.open(path, flags, mode);
-        throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-      },
-    };
-    const { box, q, registry } = outbox('p1', new FakeTransport(), full);
+    class FullDisk extends UsageJournal {
+      override append(): void {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      }
+    }
+    const { box, q, registry } = outbox('p1', new FakeTransport(), new FullDisk(join(dir, 'p1', 'staged')));
     await init(q);
     await box.record(SESSION, [{ taskId: '1', successful: true, usage: usage() }]);
     expect(await counter(registry, 'ssp_accounting_records_total', 'failed')).to.equal(1);
-    expect(await q.staged!.count()).to.equal(0);
+    expect(await staged(q)).to.equal(0);
   });
 
   it('builds monthly summaries per consumer × application from the shared totals', async () => {

@@ -28,9 +28,12 @@ import { writeCarJobs } from './car';
 import type { AccountingMetrics } from './metrics';
 import { MAX_RECORDS_PER_MESSAGE, type AccountingFormat, type JobRecord } from './records';
 import type { SmimeSigner } from './smime';
+import type { UsageJournal, Segment } from './journal';
 import type { DirQueue } from './spool';
+import { decodeStaged, encodeStaged, type StagedFetch } from './staged';
 import {
   claimOf,
+  localJobId,
   monthOf,
   summariesOf,
   type FinishedTask,
@@ -54,6 +57,8 @@ export interface OutboxOptions {
   recordsPerMessage: number;
   batchDelayMs: number;
   claimTtlMs: number;
+  /** fsync each append before the grid call goes on (accounting.fsync: each). */
+  fsyncEach?: boolean;
   /** Sends in flight awaiting their RECEIPT. */
   inFlight: number;
   summaries: { enabled: boolean; intervalMs: number; previousMonthDays: number };
@@ -62,7 +67,8 @@ export interface OutboxOptions {
 }
 
 export interface OutboxQueues {
-  staged: DirQueue;
+  /** The grid path's appends (see journal.ts). */
+  journal: UsageJournal;
   outgoing: DirQueue;
   rejected: DirQueue;
   /** This spool's identity in the shared store (stable across restarts). */
@@ -119,47 +125,58 @@ export class AccountingOutbox {
     private readonly metrics: AccountingMetrics,
   ) {}
 
-  /** Step 1, on the grid path: never throws, never waits for anything but one local write. */
+  /**
+   * Step 1, on the grid path: never throws, and costs one small file write (the facts of the
+   * tasks, not yet records: building and checking them is the batch step's work, off the path).
+   */
   async record(session: SessionFacts, tasks: readonly FinishedTask[]): Promise<void> {
-    const records: JobRecord[] = [];
-    const now = Date.now();
-    for (const t of tasks) {
-      const r = this.maker.job(session, t);
-      if (!r) {
-        this.metrics.records.inc({ result: 'skipped' });
-        this.warn('no-usage', 'the grid reported no usage for a task: it gets no record', {
-          cluster: session.cluster,
-          hint: 'upgrade the grid to one that sends TaskUsage (docs/protocol.md)',
-        });
-        continue;
-      }
+    const usable = tasks.filter((t) => t.usage && t.usage.endTimeMs > 0);
+    if (usable.length < tasks.length) {
+      this.metrics.records.inc({ result: 'skipped' }, tasks.length - usable.length);
+      this.warn('no-usage', 'the grid reported no usage for a task: it gets no record', {
+        cluster: session.cluster,
+        hint: 'upgrade the grid to one that sends TaskUsage (docs/protocol.md)',
+      });
+    }
+    if (usable.length === 0) return;
+    try {
+      this.q.journal.append(encodeStaged(session, usable));
+      if (this.opts.fsyncEach) await this.q.journal.sync();
+      this.metrics.records.inc({ result: 'queued' }, usable.length);
+      this.stagedRecords += usable.length;
+      // Only a full message is worth waking the batch loop for; otherwise it comes by itself
+      // (a wake per fetch would mean an fsync and directory listings per fetch).
+      if (this.stagedRecords >= this.opts.recordsPerMessage) this.wakeAll();
+    } catch (e) {
+      this.metrics.records.inc({ result: 'failed' }, usable.length);
+      log.error('accounting: usage records could not be written to the queue and are lost', {
+        localJobIds: usable.slice(0, 20).map((t) => localJobId(session.cluster, session.sessionId, t.taskId)),
+        count: usable.length,
+        error: errorText(e),
+        hint: 'free disk space or fix the permissions of accounting.spoolDir; the grid path is not affected',
+      });
+    }
+  }
+
+  /** The records of one staged fetch that the receiver would accept; the others are logged and counted. */
+  private recordsOf(fetch: StagedFetch, now: number): JobRecord[] {
+    const out: JobRecord[] = [];
+    for (const t of fetch.tasks) {
+      const r = this.maker.job(fetch.session, t);
+      if (!r) continue;
       const problems = jobRecordLooksValid(r, now) ? [] : jobRecordProblems(r, now);
       if (problems.length > 0) {
         this.metrics.records.inc({ result: 'rejected' });
-        log.error('accounting: a usage record would be refused by the receiver, so it is not queued', {
+        log.error('accounting: a usage record would be refused by the receiver, so it is not sent', {
           localJobId: r.localJobId,
           problems,
           hint: 'check accounting.site, accounting.clusters and the grid clock',
         });
         continue;
       }
-      records.push(r);
+      out.push(r);
     }
-    if (records.length === 0) return;
-    try {
-      await this.q.staged.add(records.map((r) => JSON.stringify(r)).join('\n'));
-      this.metrics.records.inc({ result: 'queued' }, records.length);
-      this.stagedRecords += records.length;
-      this.wakeAll();
-    } catch (e) {
-      this.metrics.records.inc({ result: 'failed' }, records.length);
-      log.error('accounting: usage records could not be written to the queue and are lost', {
-        localJobIds: records.map((r) => r.localJobId).slice(0, 20),
-        count: records.length,
-        error: errorText(e),
-        hint: 'free disk space or fix the permissions of accounting.spoolDir; the grid path is not affected',
-      });
-    }
+    return out;
   }
 
   async start(): Promise<void> {
@@ -172,14 +189,13 @@ export class AccountingOutbox {
 
   /** What a crashed run left: its locks, half-written files, records both staged and batched. */
   async recover(): Promise<void> {
-    for (const q of [this.q.staged, this.q.outgoing]) {
-      // One owner per spool (a lock file ensures it): every lock found is a crashed run's.
-      const released = await q.releaseLocks();
-      if (released > 0) log.warn('accounting: released locks left by an earlier run', { released });
-      await q.purge({ maxTempMs: 0, maxLockMs: Number.MAX_SAFE_INTEGER });
-    }
+    await this.q.journal.init();
+    // One owner per spool (a lock file ensures it): every lock found is a crashed run's.
+    const released = await this.q.outgoing.releaseLocks();
+    if (released > 0) log.warn('accounting: released locks left by an earlier run', { released });
+    await this.q.outgoing.purge({ maxTempMs: 0, maxLockMs: Number.MAX_SAFE_INTEGER });
     // A crash between writing a message and removing its staged records would batch them again.
-    if ((await this.q.staged.count()) > 0) this.queuedIds = await this.idsInOutgoing();
+    if ((await this.q.journal.sealed()).length > 0) this.queuedIds = await this.idsInOutgoing();
   }
 
   async stop(): Promise<void> {
@@ -189,7 +205,11 @@ export class AccountingOutbox {
     // instead of holding the shutdown for receiptTimeoutMs.
     await this.sender?.stop();
     await Promise.allSettled(this.loops);
-    await this.q.staged.flush().catch(() => undefined);
+    try {
+      this.q.journal.close();
+    } catch (e) {
+      log.warn('accounting: the staged segment could not be synced at shutdown', { error: errorText(e) });
+    }
     await this.signer?.close();
   }
 
@@ -199,35 +219,56 @@ export class AccountingOutbox {
 
   /** Step 2: staged records into messages, once enough are waiting or the oldest has waited long enough. */
   async batchOnce(force = false): Promise<boolean> {
-    // Records staged without an fsync (fsync: batched) become durable here, before anything
+    const journal = this.q.journal;
+    // Records appended without an fsync (fsync: batched) become durable here, before anything
     // else happens to them.
-    await this.q.staged.flush();
-    const ids = await this.q.staged.list();
-    this.status_.stagedElements = ids.length;
-    if (ids.length === 0) return false;
-    const oldest = this.q.staged.addedAtMs(ids[0]!);
-    // Decided before any file is touched: a poll that finds nothing due costs one listing.
+    await journal.sync();
+    const open = journal.openSegment();
+    let sealed = await journal.sealed();
+    this.status_.stagedElements = sealed.length + (open ? 1 : 0);
+    const oldest = sealed[0] ?? open;
+    if (!oldest) return false;
     const due =
       force ||
+      sealed.length > 0 ||
       this.stagedRecords >= this.opts.recordsPerMessage ||
-      Date.now() - oldest >= this.opts.batchDelayMs;
+      Date.now() - oldest.createdMs >= this.opts.batchDelayMs;
     if (!due) return false;
-    const taken: string[] = [];
-    const records: JobRecord[] = [];
-    for (const id of ids) {
-      if (records.length >= this.opts.recordsPerMessage) break;
-      if (!(await this.q.staged.lock(id))) continue;
-      taken.push(id);
-      try {
-        records.push(...parseStaged((await this.q.staged.get(id)).toString('utf8')));
-      } catch (e) {
-        taken.pop();
-        await this.reject(this.q.staged, id, `unreadable staged records: ${errorText(e)}`);
-      }
+    if (sealed.length === 0) {
+      await journal.seal();
+      this.stagedRecords = 0;
+      sealed = await journal.sealed();
     }
-    if (records.length === 0) {
-      await Promise.all(taken.map((id) => this.q.staged.unlock(id)));
-      return false;
+    for (const segment of sealed) await this.batchSegment(segment);
+    this.queuedIds = undefined;
+    return true;
+  }
+
+  /** One sealed segment: its records claimed, written as messages, then the segment removed. */
+  private async batchSegment(segment: Segment): Promise<void> {
+    const { elements, torn } = await this.q.journal.read(segment);
+    if (torn)
+      log.warn(
+        'accounting: a staged segment ends in a torn write (its records were reported lost when it failed)',
+        {
+          segment: segment.name,
+        },
+      );
+    const now = Date.now();
+    const records: JobRecord[] = [];
+    for (const element of elements) {
+      try {
+        records.push(...this.recordsOf(decodeStaged(element), now));
+      } catch (e) {
+        // Kept for inspection, never silently dropped.
+        await this.q.rejected.add(element);
+        this.metrics.messages.inc({ result: 'rejected' });
+        log.error('accounting: a staged element is damaged and was set aside', {
+          segment: segment.name,
+          why: errorText(e),
+          hint: 'inspect it with `symphony-soap-proxy accounting list --rejected`',
+        });
+      }
     }
     let mine: JobRecord[];
     try {
@@ -241,13 +282,10 @@ export class AccountingOutbox {
       const others = records.length - mine.length;
       if (others > 0) this.metrics.records.inc({ result: 'duplicate' }, others);
     } catch (e) {
-      await Promise.all(taken.map((id) => this.q.staged.unlock(id)));
-      if (e instanceof StoreUnavailableError) {
+      if (e instanceof StoreUnavailableError)
         this.warn('store', 'accounting: the shared store is unavailable; records wait on disk', {
           error: e.message,
         });
-        throw e;
-      }
       throw e;
     }
     const written: string[] = [];
@@ -258,16 +296,13 @@ export class AccountingOutbox {
       );
       this.unpublished.add(written[written.length - 1]!);
     }
-    // A message sent (and removed) before its staged records were gone would, after a crash
-    // between the two, leave records that nothing marks as sent: they would go again in a new message.
+    // A message sent (and removed) before its segment was gone would, after a crash between the
+    // two, leave records that nothing marks as sent: they would go again in a new message.
     try {
-      for (const id of taken) await this.q.staged.remove(id);
+      await this.q.journal.remove(segment);
     } finally {
       for (const id of written) this.unpublished.delete(id);
     }
-    this.stagedRecords = Math.max(0, this.stagedRecords - records.length);
-    if (this.queuedIds && (await this.q.staged.count()) === 0) this.queuedIds = undefined;
-    return true;
   }
 
   /** Step 3: the oldest messages, up to inFlight at once, each removed once its RECEIPT arrived. */
@@ -463,10 +498,9 @@ export class AccountingOutbox {
   }
 
   private async oldestAge(outgoing: string[]): Promise<number | undefined> {
-    const staged = await this.q.staged.list();
-    const times = [staged[0], outgoing[0]]
-      .filter((x): x is string => x !== undefined)
-      .map((id) => this.q.staged.addedAtMs(id));
+    const segment = (await this.q.journal.sealed())[0] ?? this.q.journal.openSegment();
+    const times = outgoing[0] ? [this.q.outgoing.addedAtMs(outgoing[0])] : [];
+    if (segment) times.push(segment.createdMs);
     return times.length === 0 ? undefined : Math.max(0, Date.now() - Math.min(...times));
   }
 
@@ -493,18 +527,6 @@ export class AccountingOutbox {
 }
 
 class SendFailed extends Error {}
-
-function parseStaged(text: string): JobRecord[] {
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const r = JSON.parse(l) as JobRecord;
-      if (typeof r.localJobId !== 'string' || typeof r.endTime !== 'number')
-        throw new Error('not a usage record');
-      return r;
-    });
-}
 
 /** The LocalJobIds of a queued message (as written, i.e. ASCII-escaped). */
 function jobIdsIn(text: string): string[] {

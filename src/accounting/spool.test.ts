@@ -338,52 +338,6 @@ describe('DirQueue (dirq QueueSimple layout, with fsync)', () => {
   });
 
   describe('durability and failures', () => {
-    it('deferred: add only links (no fsync), flush fsyncs each file and each directory once', async () => {
-      const ops: string[] = [];
-      const q = await queue({
-        durability: 'deferred',
-        fs: hookedFs((op, p) => {
-          if (op === 'sync') ops.push(`sync ${p.slice(root.length)}`);
-        }),
-      });
-      ops.length = 0;
-      const a = await q.add('one');
-      const b = await q.add('two');
-      const gone = await q.add('three');
-      // Only the queue root, once, for the new intermediate directory's entry.
-      expect(ops, 'no fsync of an element on add').to.deep.equal(['sync ']);
-      ops.length = 0;
-      expect(q.unsyncedCount).to.equal(3);
-      await q.lock(gone);
-      await q.remove(gone);
-      ops.length = 0;
-      await q.flush();
-      const dir = a.split('/')[0]!;
-      expect(ops).to.deep.equal([`sync /${a}`, `sync /${b}`, `sync /${dir}`]);
-      expect(q.unsyncedCount).to.equal(0);
-      await q.flush();
-      expect(ops).to.have.length(3);
-    });
-
-    it('deferred: a failed flush keeps the elements for the next one', async () => {
-      let fail = false;
-      const q = await queue({
-        durability: 'deferred',
-        fs: hookedFs((op) => {
-          if (op === 'sync' && fail) throw errno('EIO');
-        }),
-      });
-      await q.add('x');
-      fail = true;
-      let error: unknown;
-      await q.flush().catch((e: unknown) => (error = e));
-      expect(String(error)).to.match(/fsync/);
-      expect(q.unsyncedCount).to.equal(1);
-      fail = false;
-      await q.flush();
-      expect(q.unsyncedCount).to.equal(0);
-    });
-
     it('fsyncs each element, its directory, and the parents of new directories', async () => {
       const synced: string[] = [];
       const q = new DirQueue(join(root, 'deeper'), {

@@ -37,13 +37,6 @@ export interface DirQueueOptions {
   /** Seconds per intermediate directory (dirq's `granularity`); default 60. */
   granularitySec?: number;
   fs?: SpoolFs;
-  /**
-   * each: `add` returns once the element and its directory entry are fsynced. deferred: once the
-   * element is linked (it survives the process being killed, not yet the machine losing power);
-   * `flush()` then makes every element added so far durable, with one fsync per file and one per
-   * directory for all of them.
-   */
-  durability?: 'each' | 'deferred';
 }
 
 export interface PurgeOptions {
@@ -108,9 +101,6 @@ export class DirQueue {
   private readonly dirReady = new Map<string, Promise<void>>();
   private lastMicros = 0;
 
-  private readonly deferred: boolean;
-  private unsynced: string[] = [];
-
   constructor(path: string, opts: DirQueueOptions = {}) {
     const granularitySec = opts.granularitySec ?? 60;
     if (!Number.isInteger(granularitySec) || granularitySec < 1)
@@ -119,7 +109,6 @@ export class DirQueue {
     this.granularitySec = granularitySec;
     this.fs = opts.fs ?? nodeSpoolFs;
     this.syncer = new DirSyncer(this.fs);
-    this.deferred = opts.durability === 'deferred';
   }
 
   /** Creates the queue directory (and missing parents), durably. */
@@ -148,8 +137,7 @@ export class DirQueue {
     const final = await this.linkFinal(dirPath, name, tmp);
     try {
       await this.fs.unlink(tmp);
-      if (this.deferred) this.unsynced.push(join(dirPath, final));
-      else await this.syncer.sync(dirPath);
+      await this.syncer.sync(dirPath);
     } catch (e) {
       // The caller will count the element as failed: keep the disk saying the same.
       await this.unlinkQuiet(join(dirPath, final));
@@ -157,45 +145,6 @@ export class DirQueue {
       throw spoolError('commit', join(dirPath, final), dirPath, e);
     }
     return `${dir}/${final}`;
-  }
-
-  /** Elements added but not yet fsynced (deferred durability). */
-  get unsyncedCount(): number {
-    return this.unsynced.length;
-  }
-
-  /**
-   * Makes every element added so far durable (deferred durability; a no-op otherwise). An
-   * element removed meanwhile needs nothing. On failure the elements stay listed for the next try.
-   */
-  async flush(): Promise<void> {
-    if (this.unsynced.length === 0) return;
-    const files = this.unsynced;
-    this.unsynced = [];
-    try {
-      const dirs = new Set<string>();
-      for (const file of files) {
-        dirs.add(dirname(file));
-        let fh: SpoolFileHandle;
-        try {
-          fh = await this.fs.open(file, constants.O_RDONLY);
-        } catch (e) {
-          if (errCode(e) === 'ENOENT') continue;
-          throw spoolError('open', file, dirname(file), e);
-        }
-        try {
-          await fh.sync();
-        } catch (e) {
-          throw spoolError('fsync', file, dirname(file), e);
-        } finally {
-          await fh.close().catch(() => undefined);
-        }
-      }
-      for (const dir of dirs) await this.syncOrThrow(dir, dir);
-    } catch (e) {
-      this.unsynced = [...files, ...this.unsynced];
-      throw e;
-    }
   }
 
   /** Element ids, oldest first (dirq's iteration order); locked elements included. */
@@ -385,7 +334,7 @@ export class DirQueue {
   private async writeTmp(fh: SpoolFileHandle, tmp: string, dirPath: string, bytes: Buffer): Promise<void> {
     try {
       await fh.writeFile(bytes);
-      if (!this.deferred) await fh.sync();
+      await fh.sync();
     } catch (e) {
       await fh.close().catch(() => undefined);
       await this.unlinkQuiet(tmp);

@@ -102,11 +102,48 @@ interface SummaryGroup {
 
 /** `YYYY-MM` (UTC) of epoch seconds. */
 export function monthOf(epochSeconds: number): string {
-  return new Date(epochSeconds * 1000).toISOString().slice(0, 7);
+  if (epochSeconds >= monthCache.from && epochSeconds < monthCache.to) return monthCache.month;
+  const d = new Date(epochSeconds * 1000);
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  // Records of one batch nearly always share a month: remember its bounds.
+  monthCache.from = Date.UTC(y, m, 1) / 1000;
+  monthCache.to = Date.UTC(y, m + 1, 1) / 1000;
+  monthCache.month = `${String(y).padStart(4, '0')}-${String(m + 1).padStart(2, '0')}`;
+  return monthCache.month;
 }
+const monthCache = { from: 0, to: 0, month: '' };
 
 /** What a record adds to its month's totals; the group is the same JSON on every proxy. */
 export function claimOf(r: JobRecord): UsageClaim {
+  return {
+    id: r.localJobId,
+    month: monthOf(r.endTime),
+    group: groupOf(r),
+    wallSeconds: r.wallDuration,
+    cpuSeconds: r.cpuDuration,
+    endTime: r.endTime,
+  };
+}
+
+/** The last group written: the records of a batch come in runs from the same session. */
+let lastGroup: { key: readonly unknown[]; json: string } | undefined;
+
+function groupOf(r: JobRecord): string {
+  const key = [
+    r.globalUserName,
+    r.vo,
+    r.voGroup,
+    r.voRole,
+    r.submitHost,
+    r.queue,
+    r.infrastructureType,
+    r.serviceLevelType,
+    r.serviceLevel,
+    r.processors,
+    r.nodeCount,
+  ] as const;
+  if (lastGroup && key.every((v, i) => v === lastGroup!.key[i])) return lastGroup.json;
   const g: SummaryGroup = {
     globalUserName: r.globalUserName,
     vo: r.vo,
@@ -119,14 +156,8 @@ export function claimOf(r: JobRecord): UsageClaim {
     processors: r.processors,
     nodeCount: r.nodeCount,
   };
-  return {
-    id: r.localJobId,
-    month: monthOf(r.endTime),
-    group: JSON.stringify(g),
-    wallSeconds: r.wallDuration,
-    cpuSeconds: r.cpuDuration,
-    endTime: r.endTime,
-  };
+  lastGroup = { key, json: JSON.stringify(g) };
+  return lastGroup.json;
 }
 
 /** A month's totals as summary records. */

@@ -86,9 +86,10 @@ export async function accountingCommand(
             `${id}\tage ${age}s\t${body.length} bytes\t${checkAccountingMessage(body.toString('utf8'), now).records.length} records`,
           );
       }
-      const staged = await queues.staged.count();
+      await queues.journal.init();
+      const staged = (await queues.journal.sealed()).length;
       out(
-        `${ids.length} ${a.rejected ? 'rejected' : 'outgoing'} messages; ${staged} staged record files in ${a.spool}`,
+        `${ids.length} ${a.rejected ? 'rejected' : 'outgoing'} messages; ${staged} staged record segments in ${a.spool}`,
       );
       return 0;
     }

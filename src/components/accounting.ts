@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { AccountingMetrics } from '../accounting/metrics';
 import { AccountingOutbox, type OutboxStatus } from '../accounting/outbox';
 import { encryptFor, forgeSigner, opensslSigner, type SmimeSigner } from '../accounting/smime';
+import { UsageJournal } from '../accounting/journal';
 import { DirQueue } from '../accounting/spool';
 import { takeSpool } from '../accounting/spool-owner';
 import { StompSender } from '../accounting/stomp-sender';
@@ -25,12 +26,9 @@ export interface AccountingParts {
 }
 
 /** The spool's three queues, under one directory. */
-export function spoolQueues(
-  dir: string,
-  fsync: 'batched' | 'each' = 'each',
-): { staged: DirQueue; outgoing: DirQueue; rejected: DirQueue } {
+export function spoolQueues(dir: string): { journal: UsageJournal; outgoing: DirQueue; rejected: DirQueue } {
   return {
-    staged: new DirQueue(join(dir, 'staged'), { durability: fsync === 'batched' ? 'deferred' : 'each' }),
+    journal: new UsageJournal(join(dir, 'staged')),
     outgoing: new DirQueue(join(dir, 'outgoing')),
     rejected: new DirQueue(join(dir, 'rejected')),
   };
@@ -93,8 +91,9 @@ export async function startAccounting(
   if (!a.enabled) return null;
   const spool = await takeSpool(a.spoolDir);
   res.add('accounting spool lock', spool, (s) => s.release());
-  const queues = spoolQueues(a.spoolDir, a.fsync);
-  for (const q of Object.values(queues)) await q.init();
+  const queues = spoolQueues(a.spoolDir);
+  await queues.outgoing.init();
+  await queues.rejected.init();
   const signer = signerOf(config);
   const recipient = a.signing.encryptToCertFile
     ? readFileSync(a.signing.encryptToCertFile, 'utf8')
@@ -119,6 +118,7 @@ export async function startAccounting(
       batchDelayMs: a.batchDelayMs,
       claimTtlMs: a.claimTtlMs,
       inFlight: a.broker.inFlight,
+      fsyncEach: a.fsync === 'each',
       summaries: a.summaries,
       ...(recipient ? { encrypt: (signed: string) => encryptFor(signed, recipient) } : {}),
     },
@@ -149,5 +149,5 @@ function describe(s: OutboxStatus): string {
         ? `broker unreachable${s.lastError ? ` (${s.lastError})` : ''}: records wait on disk`
         : 'no broker configured: records wait on disk';
   const age = s.oldestAgeMs === undefined ? 'none waiting' : `oldest ${Math.round(s.oldestAgeMs / 1000)} s`;
-  return `accounting: ${broker}; ${s.queuedMessages} messages and ${s.stagedElements} staged files queued, ${age}; ${s.rejectedMessages} rejected`;
+  return `accounting: ${broker}; ${s.queuedMessages} messages and ${s.stagedElements} staged segments queued, ${age}; ${s.rejectedMessages} rejected`;
 }

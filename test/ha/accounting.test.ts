@@ -11,6 +11,8 @@
  * and EndTime), a copy only ever from one message sent again under its own empa-id, every spool
  * must be empty, and the month's summary must count 5,000 jobs.
  */
+import { decodeStaged } from '../../src/accounting/staged';
+import { localJobId } from '../../src/accounting/usage';
 import { expect } from 'chai';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -148,15 +150,19 @@ async function spoolHolding(dir: string): Promise<SpoolHolding> {
     held.jobMessages.push(id);
     held.outgoingJobIds.push(...[...text.matchAll(/^LocalJobId: (.*)$/gm)].map((m) => m[1]!));
   }
-  for (const id of await q.staged.list()) {
-    const text = await read(q.staged, id);
-    for (const line of text?.split('\n') ?? [])
-      if (line.trim()) held.stagedJobIds.push((JSON.parse(line) as { localJobId: string }).localJobId);
+  // The killed proxy's open segment counts too: its appends reached the file.
+  await q.journal.init();
+  const segments = [...(await q.journal.sealed())];
+  for (const segment of segments) {
+    for (const element of (await q.journal.read(segment)).elements) {
+      const { session, tasks } = decodeStaged(element);
+      for (const t of tasks) held.stagedJobIds.push(localJobId(session.cluster, session.sessionId, t.taskId));
+    }
   }
   return held;
 }
 
-/** The last line of `accounting list`: "N outgoing messages; M staged record files in DIR". */
+/** The last line of `accounting list`: "N outgoing messages; M staged record segments in DIR". */
 async function cliList(dir: string, rejected = false): Promise<string> {
   const args = [CLI, 'accounting', 'list', '--spool', dir, ...(rejected ? ['--rejected'] : [])];
   const { stdout } = await run(process.execPath, args, { timeout: 30_000 });
@@ -521,7 +527,7 @@ describe('ha: accounting across three proxies behind HAProxy, broker down 30 s, 
     for (let i = 0; i < 3; i++) {
       let line = '';
       const empty = await until(
-        async () => /^0 outgoing messages; 0 staged record files/.test((line = await cliList(spools[i]!))),
+        async () => /^0 outgoing messages; 0 staged record segments/.test((line = await cliList(spools[i]!))),
         60_000,
         500,
       );
