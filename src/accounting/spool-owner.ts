@@ -36,6 +36,24 @@ async function writeDurably(path: string, text: string): Promise<void> {
   }
 }
 
+/** Creates the file only if it does not exist (O_EXCL): two proxies starting at once cannot both win. */
+async function createExclusive(path: string, text: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return true;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -50,15 +68,18 @@ export async function takeSpool(dir: string): Promise<{ owner: string; release: 
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const lockPath = join(dir, 'proxy.lock');
   const me = `${hostname()} ${process.pid}`;
-  const held = await readFile(lockPath, 'utf8').catch(() => '');
-  if (held) {
-    const [host, pidText] = held.trim().split(' ');
+  if (!(await createExclusive(lockPath, `${me}\n`))) {
+    const held = (await readFile(lockPath, 'utf8').catch(() => '')).trim();
+    const [host, pidText] = held.split(' ');
     const pid = Number(pidText);
     // A lock from another host cannot be checked: the spool must not be on shared storage.
     if (host !== hostname() || (pid !== process.pid && Number.isInteger(pid) && alive(pid)))
-      throw new SpoolInUseError(dir, held.trim());
+      throw new SpoolInUseError(dir, held);
+    // A dead process's lock: take it over, then make sure no other starter did the same.
+    await writeDurably(lockPath, `${me}\n`);
+    const now = (await readFile(lockPath, 'utf8').catch(() => '')).trim();
+    if (now !== me) throw new SpoolInUseError(dir, now);
   }
-  await writeDurably(lockPath, `${me}\n`);
   const ownerPath = join(dir, 'owner');
   let owner = (await readFile(ownerPath, 'utf8').catch(() => '')).trim();
   if (!owner) {
