@@ -13,7 +13,7 @@ import { log, setLogLevel } from './log';
 import { certsCommand, DEFAULT_DEV_CERTS_DIR } from './commands/certs';
 import { accountingCommand } from './commands/accounting';
 import { generateDevPki } from './commands/dev-pki';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { policyCommand } from './commands/policy';
 import { PolicyLoadError } from './policy/model';
 import { auditCommand } from './commands/audit';
@@ -50,6 +50,12 @@ async function serve(argv: string[]): Promise<void> {
     };
   }
   const config = loadConfig(values.config, process.env, base);
+  if (values.dev && config.accounting.spoolDir === 'var/accounting') {
+    // A spool belongs to one process: dev proxies started side by side (other ports, or port 0
+    // in tests) each get their own.
+    const port = config.server.port;
+    config.accounting.spoolDir = join('var', 'accounting', port > 0 ? String(port) : `pid-${process.pid}`);
+  }
   setLogLevel(config.log.level);
   const proxy = await startProxy(config);
   const banner = [

@@ -440,8 +440,8 @@ export const configSchema = z
           .prefault({}),
         signing: z
           .strictObject({
-            /** forge: in worker threads, RSA keys; openssl: the openssl binary (any key type). */
-            signer: z.enum(['forge', 'openssl']).default('forge'),
+            /** forge: in worker threads, RSA keys; openssl: the openssl binary (any key type); auto: forge for RSA, openssl otherwise. */
+            signer: z.enum(['auto', 'forge', 'openssl']).default('auto'),
             /** Defaults to security.responseSigning's certificate and key. */
             certFile: z.string().optional(),
             keyFile: z.string().optional(),

@@ -3,6 +3,7 @@
  * the outbox loops. Off unless accounting.enabled; a proxy whose broker is down still starts and
  * serves, its records waiting on disk.
  */
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
@@ -44,8 +45,12 @@ function signerOf(config: ProxyConfig): SmimeSigner | null {
     });
     return null;
   }
-  if (s.signer === 'openssl') return opensslSigner({ certPath: certFile, keyPath: keyFile });
-  return forgeSigner({ certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') });
+  const keyPem = readFileSync(keyFile, 'utf8');
+  const rsa = createPrivateKey(keyPem).asymmetricKeyType === 'rsa';
+  // An EC response key (a configuration choice) still signs accounting, through the openssl binary.
+  if (s.signer === 'openssl' || (s.signer === 'auto' && !rsa))
+    return opensslSigner({ certPath: certFile, keyPath: keyFile });
+  return forgeSigner({ certPem: readFileSync(certFile, 'utf8'), keyPem });
 }
 
 function senderOf(config: ProxyConfig): StompSender | null {
