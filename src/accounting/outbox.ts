@@ -167,11 +167,17 @@ export class AccountingOutbox {
       const problems = jobRecordLooksValid(r, now) ? [] : jobRecordProblems(r, now);
       if (problems.length > 0) {
         this.metrics.records.inc({ result: 'rejected' });
-        log.error('accounting: a usage record would be refused by the receiver, so it is not sent', {
-          localJobId: r.localJobId,
-          problems,
-          hint: 'check accounting.site, accounting.clusters and the grid clock',
-        });
+        // Usually a configuration error that hits every record: logged once per interval.
+        this.warn(
+          'rejected-record',
+          'accounting: a usage record would be refused by the receiver, so it is not sent (ssp_accounting_records_total{result="rejected"} counts them all)',
+          {
+            localJobId: r.localJobId,
+            problems,
+            hint: 'check accounting.site, accounting.clusters and the grid clock',
+          },
+          'error',
+        );
         continue;
       }
       out.push(r);
@@ -518,11 +524,16 @@ export class AccountingOutbox {
     return ids;
   }
 
-  private warn(kind: string, msg: string, meta: Record<string, unknown>): void {
+  private warn(
+    kind: string,
+    msg: string,
+    meta: Record<string, unknown>,
+    level: 'warn' | 'error' = 'warn',
+  ): void {
     const now = Date.now();
     if (now - (this.lastLogged.get(kind) ?? 0) < LOG_EVERY_MS) return;
     this.lastLogged.set(kind, now);
-    log.warn(msg, meta);
+    log.log(level, msg, meta);
   }
 }
 
